@@ -1,0 +1,20 @@
+"""Test settings: the same settings, with fast password hashing and in-memory email."""
+
+import os
+
+from .settings import *  # noqa: F403
+from .settings import DATABASE_URL, DATABASES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if not DATABASE_URL:
+    # The test database is created by pytest-django; keep the embedded settings otherwise.
+    DATABASES["default"]["TEST"] = {"NAME": ":memory:"}
+
+# Each test run gets its own queue so that stale messages of an earlier run never reach
+# the workers that integration tests start (they receive CELERY_QUEUE in their env).
+CELERY_TASK_DEFAULT_QUEUE = f"rollcall-test-{os.getpid()}"

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django_htmx.middleware import HtmxDetails
+
+from core.http import render_page
+from core.selectors import scheduler_status
+
+logger = logging.getLogger(__name__)
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
+    """Sections of the dashboard are contributed by the apps that own the data.
+
+    `settings.ROLLCALL_DASHBOARD_PANELS` lists dotted paths to callables
+    `(request) -> (template_name, context) | None`; core stays at the bottom of the import
+    graph because it only knows the paths.
+    """
+    from django.utils.module_loading import import_string
+
+    context: dict[str, Any] = {"scheduler": scheduler_status(), "dashboard_panels": []}
+    for path in getattr(settings, "ROLLCALL_DASHBOARD_PANELS", []):
+        panel = import_string(path)(request)
+        if panel is not None:
+            template_name, panel_context = panel
+            context["dashboard_panels"].append(template_name)
+            context.update(panel_context)
+    return context
+
+
+@login_required
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    return render_page(
+        request, "core/dashboard.html", _dashboard_context(request), partial="scheduler-status"
+    )
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> str | None:
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        return f"{type(exc).__name__}: {exc}".strip()[:300]
+    return None
+
+
+def _check_broker() -> str | None:
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}".strip()[:300]
+    return None
+
+
+@never_cache
+def readyz(request: HttpRequest) -> HttpResponse:
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    failed = {name: error for name, error in checks.items() if error}
+    body = {
+        "status": "ready" if not failed else "not ready",
+        "checks": {name: ("ok" if not error else "failed") for name, error in checks.items()},
+        "errors": failed,
+    }
+    if failed:
+        logger.warning("readyz.failed checks=%s", ",".join(failed))
+    return JsonResponse(body, status=503 if failed else 200)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    message = (
+        str(exception)
+        if exception and str(exception)
+        else ("You do not have permission to do this. Ask an admin if you need the role.")
+    )
+    if request.path.startswith(("/api/", "/ofrep/")):
+        return JsonResponse({"error": "permission_denied", "message": message}, status=403)
+    return render(request, "403.html", {"message": message}, status=403)

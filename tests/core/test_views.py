@@ -1,0 +1,87 @@
+import pytest
+from django.urls import reverse
+
+from core.selectors import SCHEDULER_HEARTBEAT
+from core.services import heartbeat_record
+
+
+def test_healthz__always_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz__database_and_broker_reachable__ready(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz__broker_unreachable__503_names_broker(client, settings):
+    from config.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        response = client.get("/readyz")
+    finally:
+        app.conf.broker_url = previous
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"] == {"database": "ok", "broker": "failed"}
+    assert "broker" in body["errors"]
+
+
+def test_dashboard__anonymous__redirects_to_login(client, db):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+
+
+def test_dashboard__no_heartbeat__warns_scheduler_not_running(rm_client):
+    response = rm_client.get("/")
+    assert response.status_code == 200
+    assert b"Scheduler has not run yet" in response.content
+
+
+def test_dashboard__recent_heartbeat__shows_age(rm_client):
+    heartbeat_record(name=SCHEDULER_HEARTBEAT)
+    response = rm_client.get("/")
+    assert b"Scheduler last ran" in response.content
+    assert b"check the Celery worker" not in response.content
+
+
+def test_dashboard__htmx_poll__renders_only_scheduler_partial(rm_client):
+    response = rm_client.get("/", HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert 'id="scheduler-status"' in html
+    assert "<html" not in html
+
+
+def test_login_page__renders_labelled_form(client, db):
+    response = client.get(reverse("login"))
+    html = response.content.decode()
+    assert '<label for="id_username">' in html
+    assert '<label for="id_password">' in html
+
+
+def test_login__demo_style_credentials__logs_in(client, release_manager):
+    response = client.post(reverse("login"), {"username": "remy", "password": "pw-remy"})
+    assert response.status_code == 302
+    assert response.url == reverse("dashboard")
+
+
+def test_api_schema__served(rm_client):
+    response = rm_client.get("/api/schema/")
+    assert response.status_code == 200
+    assert b"openapi" in response.content
+
+
+def test_api_docs__offline_swagger_ui(rm_client):
+    response = rm_client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html
+    assert "cdn" not in html.lower()

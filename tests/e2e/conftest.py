@@ -1,0 +1,92 @@
+"""Browser tests: Playwright drives Debian's Chromium against pytest-django's live server.
+
+Every page a test visits goes through `ui.visit()` / `ui.audit()`, which run axe-core and
+fail on any serious or critical accessibility finding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHROMIUM, require_service
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM calls in the
+# same thread are still synchronous, so this is safe here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "e2e":
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    require_service(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+class UI:
+    """A logged-in (or anonymous) browser tab with accessibility checks on every page."""
+
+    def __init__(self, page, base_url: str) -> None:
+        from axe_playwright_python.sync_playwright import Axe
+
+        self.page = page
+        self.base_url = base_url
+        self._axe = Axe()
+        self.audited: list[str] = []
+
+    def visit(self, path: str):
+        self.page.goto(self.base_url + path)
+        self.audit()
+        return self.page
+
+    def audit(self) -> None:
+        self.page.wait_for_load_state("networkidle")
+        results = self._axe.run(self.page)
+        bad = [
+            f"{v['id']} ({v['impact']}): {v['help']} -> "
+            + ", ".join(str(n["target"]) for n in v["nodes"][:3])
+            for v in results.response["violations"]
+            if v.get("impact") in {"serious", "critical"}
+        ]
+        assert not bad, f"axe found problems on {self.page.url}:\n" + "\n".join(bad)
+        self.audited.append(self.page.url)
+
+    def login(self, username: str, password: str) -> None:
+        self.visit("/accounts/login/")
+        self.page.get_by_label("Username").fill(username)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url(lambda url: "/accounts/login" not in url)
+        self.audit()
+
+
+@pytest.fixture
+def ui(browser, live_server) -> Iterator[UI]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield UI(page, live_server.url)
+    context.close()
