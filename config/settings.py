@@ -230,4 +230,3 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
-ROLLCALL_DASHBOARD_PANELS: list[str] = []

@@ -16,7 +16,7 @@ NAVIGATION = (
     ("Calendar", "rollouts:calendar", "rollouts.view_rollout"),
     ("Communications", "comms:notices", "comms.view_notice"),
     ("Changelog", "comms:changelog", "rollouts.view_release"),
-    ("Settings", "settings", "flags.change_environment"),
+    ("Settings", "flags:settings", "flags.change_environment"),
 )
 
 

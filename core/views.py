@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -11,6 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django_htmx.middleware import HtmxDetails
 
+from core.dashboard import panels
 from core.http import render_page
 from core.selectors import scheduler_status
 
@@ -22,19 +22,11 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
-    """Sections of the dashboard are contributed by the apps that own the data.
-
-    `settings.ROLLCALL_DASHBOARD_PANELS` lists dotted paths to callables
-    `(request) -> (template_name, context) | None`; core stays at the bottom of the import
-    graph because it only knows the paths.
-    """
-    from django.utils.module_loading import import_string
-
     context: dict[str, Any] = {"scheduler": scheduler_status(), "dashboard_panels": []}
-    for path in getattr(settings, "ROLLCALL_DASHBOARD_PANELS", []):
-        panel = import_string(path)(request)
-        if panel is not None:
-            template_name, panel_context = panel
+    for panel in panels():
+        result = panel(request)
+        if result is not None:
+            template_name, panel_context = result
             context["dashboard_panels"].append(template_name)
             context.update(panel_context)
     return context

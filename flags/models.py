@@ -1,1 +1,162 @@
-from django.db import models  # noqa: F401
+"""Flags: environments, SDK keys, flags with per-environment rules, and segments.
+
+Rules are stored in Unleash's client API format (activation strategies), so the same JSON
+is served to SDKs, imported, exported and compiled by `flags.engine`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from core.models import BaseModel
+
+FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+flag_key_validator = RegexValidator(
+    FLAG_KEY_PATTERN,
+    "Use letters, digits, '.', '_' or '-', starting with a letter or digit (no spaces).",
+)
+
+
+class Environment(BaseModel):
+    key = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    order = models.PositiveIntegerField(default=0)
+    is_production = models.BooleanField(
+        default=False, help_text="Production asks for confirmation before a flag is switched."
+    )
+    # Bumped on every change that affects evaluation; snapshots are rebuilt when it moves.
+    config_version = models.PositiveBigIntegerField(default=1)
+    history = HistoricalRecords(excluded_fields=["config_version", "updated_at"])
+
+    class Meta:
+        ordering = ("order", "key")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SdkKey(BaseModel):
+    """A secret that lets a service evaluate flags of one environment. Stored hashed."""
+
+    class Kind(models.TextChoices):
+        SERVER = "server", "Server (evaluate only)"
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="sdk_keys")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
+    prefix = models.CharField(max_length=16, help_text="First characters, shown to identify it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords(excluded_fields=["last_used_at", "updated_at"])
+
+    class Meta:
+        ordering = ("environment__order", "-created_at")
+        verbose_name = "SDK key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked})"
+
+    @property
+    def masked(self) -> str:
+        return f"{self.prefix}…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class Flag(BaseModel):
+    class Type(models.TextChoices):
+        BOOLEAN = "boolean", "Boolean"
+        STRING = "string", "String"
+        NUMBER = "number", "Number"
+        OBJECT = "object", "Object (JSON)"
+
+    class Lifecycle(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PERMANENT = "permanent", "Permanent"
+        STALE = "stale", "Stale"
+        ARCHIVED = "archived", "Archived"
+
+    key = models.CharField(max_length=100, unique=True, validators=[flag_key_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=16, choices=Type.choices, default=Type.BOOLEAN)
+    # Unleash feature variants: [{"name", "weight", "weightType", "stickiness",
+    # "payload": {"type", "value"}, "overrides": [{"contextName", "values"}]}]
+    variants = models.JSONField(default=list, blank=True)
+    # Unleash dependencies: [{"feature": key, "enabled": bool, "variants": [...]}]
+    dependencies = models.JSONField(default=list, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tags = models.JSONField(default=list, blank=True)
+    lifecycle = models.CharField(max_length=16, choices=Lifecycle.choices, default=Lifecycle.ACTIVE)
+    impression_data = models.BooleanField(default=False)
+    # Optimistic concurrency: an edit must name the version it started from.
+    version = models.PositiveIntegerField(default=1)
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ("key",)
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(key__regex=FLAG_KEY_PATTERN), name="flag_key_url_safe"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class FlagState(BaseModel):
+    """A flag in one environment: the kill switch and the ordered rules (OR)."""
+
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="states")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="states")
+    enabled = models.BooleanField(default=False)
+    # Unleash activation strategies, in order: [{"name", "parameters", "constraints",
+    # "segments": [segment ids], "variants": [...], "title", "disabled"}]
+    rules = models.JSONField(default=list, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ("environment__order",)
+        constraints = [
+            models.UniqueConstraint(fields=["flag", "environment"], name="one_state_per_env")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flag.key} in {self.environment.key}"
+
+
+class Segment(BaseModel):
+    """Reusable named constraints, e.g. "Beta testers" (a user-id list)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    # Unleash constraints: [{"contextName", "operator", "values"|"value", "inverted",
+    # "caseInsensitive"}]
+    constraints = models.JSONField(default=list, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,5 @@
+"""Incoming webhooks (Alertmanager) at /hooks/."""
+
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []
