@@ -15,7 +15,7 @@ NAVIGATION = (
     ("Rollouts", "rollouts:list", "rollouts.view_rollout"),
     ("Calendar", "rollouts:calendar", "rollouts.view_rollout"),
     ("Communications", "comms:notices", "comms.view_notice"),
-    ("Changelog", "comms:changelog", "rollouts.view_release"),
+    ("Changelog", "support:changelog", "rollouts.view_release"),
     ("Settings", "flags:settings", "flags.change_environment"),
 )
 
