@@ -1,5 +1,46 @@
+from __future__ import annotations
+
+import logging
+from typing import Any
+
 from django.apps import AppConfig
+
+logger = logging.getLogger(__name__)
+
+
+def on_events_committed(sender: Any, event_ids: list[int], **kwargs: Any) -> None:
+    """Fast path: rollouts fire `events_committed` after the commit; hand the ids to a worker.
+    If the broker is unreachable the beat sweep picks the events up (nothing is lost)."""
+    from comms.tasks import dispatch_events
+
+    try:
+        dispatch_events.delay(list(event_ids))
+    except Exception:  # noqa: BLE001 - the sweep is the durable path
+        logger.warning("event.enqueue_failed event_ids=%s (the sweep handles them)", event_ids)
+
+
+def notices_panel(request: Any) -> tuple[str, dict[str, Any]] | None:
+    """Dashboard panel "Recent and upcoming notices"."""
+    if not request.user.has_perm("comms.view_notice"):
+        return None
+    from django.utils import timezone
+
+    from comms.selectors import dashboard_notices
+
+    return "comms/_dashboard_panel.html", {"comms_panel": dashboard_notices(now=timezone.now())}
 
 
 class CommsConfig(AppConfig):
     name = "comms"
+    verbose_name = "Communication"
+
+    def ready(self) -> None:
+        from core.dashboard import register_panel
+
+        register_panel(notices_panel)
+        try:
+            from rollouts.services import events_committed
+        except ImportError:  # pragma: no cover - rollouts without the signal: sweep only
+            logger.warning("comms: rollouts.services.events_committed is missing; sweep only")
+            return
+        events_committed.connect(on_events_committed, dispatch_uid="comms.events_committed")

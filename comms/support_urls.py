@@ -1,6 +1,39 @@
 """Support pages (namespace "support"): changelog, customer lookup, feeds, release notes."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from comms import feeds, support_views
 
 app_name = "support"
-urlpatterns: list = []
+urlpatterns = [
+    path("support/changelog", support_views.changelog, name="changelog"),
+    path("support/releases/<int:release_id>", support_views.release_detail, name="release"),
+    path(
+        "support/releases/<int:release_id>/exposure",
+        support_views.release_exposure,
+        name="release_exposure",
+    ),
+    path(
+        "support/releases/<int:release_id>/links/new",
+        support_views.release_doclink_create,
+        name="release_doclink_create",
+    ),
+    path(
+        "support/flags/<str:flag_key>/links/new",
+        support_views.flag_doclink_create,
+        name="flag_doclink_create",
+    ),
+    path("support/links/<int:link_id>/edit", support_views.doclink_edit, name="doclink_edit"),
+    path("support/links/<int:link_id>/delete", support_views.doclink_delete, name="doclink_delete"),
+    path("support/links/<int:link_id>/check", support_views.doclink_check, name="doclink_check"),
+    path("support/lookup", support_views.customer_lookup, name="lookup"),
+    path("support/feed-token/reset", support_views.feed_token_reset, name="feed_token_reset"),
+    path("support/feed/<str:token>.atom", feeds.ChangelogFeed(), name="changelog_feed"),
+    path("release-notes/", support_views.release_notes, name="release_notes"),
+    path("release-notes/feed.atom", feeds.PublicReleaseNotesFeed(), name="release_notes_feed"),
+    path(
+        "release-notes/<int:release_id>/",
+        support_views.public_release_detail,
+        name="public_release",
+    ),
+]

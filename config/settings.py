@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "core.middleware.HtmxLoginRedirectMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
 ]
 
@@ -129,7 +130,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "dashboard"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -192,6 +193,13 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="rollcall")
 CELERY_TASK_ALWAYS_EAGER = False
 # Seconds between beat sweeps (the scheduler tick); the heartbeat is stale after 3 ticks.
 ROLLCALL_TICK_SECONDS = env.int("ROLLCALL_TICK_SECONDS", default=30)
+# Notices: a delivery "sending" for longer than this lost its worker and is sent again (same
+# idempotency id); a "queued" one whose task has not run for this long is queued again.
+COMMS_DELIVERY_STALE_SECONDS = env.int("COMMS_DELIVERY_STALE_SECONDS", default=120)
+COMMS_DELIVERY_REQUEUE_SECONDS = env.int("COMMS_DELIVERY_REQUEUE_SECONDS", default=600)
+# Seconds a process answers flag evaluations from its compiled snapshot before re-checking the
+# environment's config version in the cache (changes made by other processes show up within it).
+FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=1.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

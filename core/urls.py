@@ -5,6 +5,7 @@ from core import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("accounts/home/", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path(

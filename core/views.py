@@ -12,6 +12,7 @@ from django_htmx.middleware import HtmxDetails
 
 from core.dashboard import panels
 from core.http import render_page
+from core.roles import SUPPORT, user_roles
 from core.selectors import scheduler_status
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,9 @@ class HtmxHttpRequest(HttpRequest):
 
 def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
     context: dict[str, Any] = {"scheduler": scheduler_status(), "dashboard_panels": []}
+    htmx = getattr(request, "htmx", None)
+    if htmx and htmx.target == "scheduler-status":
+        return context  # the status poll needs no panel data
     for panel in panels():
         result = panel(request)
         if result is not None:
@@ -37,6 +41,20 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     return render_page(
         request, "core/dashboard.html", _dashboard_context(request), partial="scheduler-status"
     )
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Where people land after logging in: Support reads the changelog, others the dashboard."""
+    from django.shortcuts import redirect
+    from django.urls import NoReverseMatch, reverse
+
+    if user_roles(request.user) == [SUPPORT]:
+        try:
+            return redirect(reverse("support:changelog"))
+        except NoReverseMatch:
+            pass
+    return redirect("dashboard")
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

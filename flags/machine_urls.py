@@ -1,5 +1,20 @@
-"""Machine endpoints at the root: OFREP (/ofrep/v1/...) and the Unleash client API."""
+"""Machine endpoints at the root: OFREP (/ofrep/v1/...) and the Unleash client API.
 
-from django.urls import path  # noqa: F401
+No trailing slashes (SDKs build these paths themselves); SDK-key auth, CSRF-exempt, CORS.
+"""
 
-urlpatterns: list = []
+from django.urls import path, re_path
+
+from flags import ofrep, unleash
+
+urlpatterns = [
+    path("ofrep/v1/evaluate/flags", ofrep.evaluate_flags, name="ofrep-evaluate-flags"),
+    re_path(
+        r"^ofrep/v1/evaluate/flags/(?P<key>[^/]+)$",
+        ofrep.evaluate_flag,
+        name="ofrep-evaluate-flag",
+    ),
+    path("api/client/features", unleash.client_features, name="unleash-client-features"),
+    path("api/client/register", unleash.client_register, name="unleash-client-register"),
+    path("api/client/metrics", unleash.client_metrics, name="unleash-client-metrics"),
+]

@@ -1,13 +1,241 @@
-"""Compiled per-environment snapshots, cached in process and invalidated by config version.
+"""Compiled per-environment snapshots: built once per config version, shared by all requests.
 
-Placeholder owner: the flags machine-API work fills in caching across processes; this
-module only offers `invalidate_local()` to services today.
+Steady state does no database query and no cache round trip: each process keeps
+`{environment_id: (Compiled, checked_at)}` and re-checks the environment's version at most every
+`settings.FLAGS_SNAPSHOT_TTL` seconds, through the Django cache (Redis in production):
+
+- `flags:env:<id>:version` holds the config version. Services publish it when their transaction
+  commits (`publish_versions`, called by `services.environments_bump`); a reader that finds
+  no version reads it from the database once and `add`s it (never overwriting a newer one).
+  The key expires after `VERSION_TIMEOUT` seconds so that a lost race heals by itself.
+- `flags:env:<id>:state:<version>` holds the environment's client-API JSON, so a new process
+  compiles from the cache instead of rebuilding the document from the database.
+
+Versions only move forward: a process never replaces its snapshot by an older one. Changes made
+in this process are visible at once (`invalidate_local` runs on commit); changes made by other
+processes within `FLAGS_SNAPSHOT_TTL` seconds. When the environment's snapshot is being
+refreshed by another thread, requests keep answering from the previous one meanwhile.
+
+Keys identify an environment by id and version, so two databases must not share one cache
+without distinct `CACHE_KEY_PREFIX` values (tests clear the cache between cases).
 """
 
 from __future__ import annotations
 
-_LOCAL: dict[int, object] = {}
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+
+from flags import engine
+
+logger = logging.getLogger(__name__)
+
+VERSION_KEY = "flags:env:{}:version"
+STATE_KEY = "flags:env:{}:state:{}"
+VERSION_TIMEOUT = 60
+STATE_TIMEOUT = 24 * 3600
+# Stickiness values that hash the user (`default` falls back to the session id).
+_USER_STICKINESS = {"userId": True, "default": False}
+
+
+class EnvironmentNotFound(LookupError):
+    """The environment no longer exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """One environment at one config version, ready to serve."""
+
+    environment_id: int
+    version: int
+    snapshot: engine.Snapshot
+    #: The Unleash client-API document, as served by `GET /api/client/features`.
+    body: bytes
+    #: Strong ETag (quoted) of `body`.
+    etag: str
+    #: Flag key -> Rollcall value type (boolean, string, number, object).
+    value_types: Mapping[str, str]
+    #: Flag key -> True when it splits on `userId` alone, False when a session id also does.
+    #: Flags absent here never need a targeting key.
+    needs_targeting_key: Mapping[str, bool]
+
+
+_LOCAL: dict[int, tuple[Compiled, float]] = {}
+_REFRESH = threading.Lock()
+_clock = time.monotonic
+
+
+def get_snapshot(environment_id: int) -> engine.Snapshot:
+    """The compiled snapshot of an environment (no query in the steady state)."""
+    return load(environment_id).snapshot
+
+
+def load(environment_id: int) -> Compiled:
+    """The environment's `Compiled` state; raises EnvironmentNotFound."""
+    entry = _LOCAL.get(environment_id)
+    if entry is not None and _clock() - entry[1] < settings.FLAGS_SNAPSHOT_TTL:
+        return entry[0]
+    if entry is not None and not _REFRESH.acquire(blocking=False):
+        return entry[0]  # another thread is refreshing: answer from the previous version
+    if entry is None:
+        _REFRESH.acquire()
+    try:
+        return _refresh(environment_id)
+    finally:
+        _REFRESH.release()
 
 
 def invalidate_local() -> None:
+    """Forget every snapshot of this process (called on commit of any flag change)."""
     _LOCAL.clear()
+
+
+def publish_versions() -> None:
+    """Push every environment's current config version to the cache (after a commit)."""
+    from flags.models import Environment
+
+    versions = dict(Environment.objects.values_list("id", "config_version"))
+    cache_call("set_many", {VERSION_KEY.format(i): v for i, v in versions.items()}, VERSION_TIMEOUT)
+
+
+def cache_call(method: str, *args: Any) -> Any:
+    """A cache operation that degrades to "not cached" when the cache is unreachable."""
+    try:
+        return getattr(cache, method)(*args)
+    except Exception as exc:  # noqa: BLE001 - a cache outage must not stop evaluations
+        logger.warning("flags.snapshot_cache_failed method=%s error=%s", method, exc)
+        return None
+
+
+def _refresh(environment_id: int) -> Compiled:
+    now = _clock()
+    entry = _LOCAL.get(environment_id)
+    if entry is not None and now - entry[1] < settings.FLAGS_SNAPSHOT_TTL:
+        return entry[0]  # refreshed by the thread we waited for
+    version = _current_version(environment_id)
+    if entry is not None and version <= entry[0].version:
+        _LOCAL[environment_id] = (entry[0], now)
+        return entry[0]
+    compiled = _compile(environment_id, version)
+    _LOCAL[environment_id] = (compiled, now)
+    return compiled
+
+
+def _current_version(environment_id: int) -> int:
+    from flags.models import Environment
+
+    key = VERSION_KEY.format(environment_id)
+    version = cache_call("get", key)
+    if version is None:
+        version = (
+            Environment.objects.filter(pk=environment_id)
+            .values_list("config_version", flat=True)
+            .first()
+        )
+        if version is None:
+            raise EnvironmentNotFound(environment_id)
+        cache_call("add", key, version, VERSION_TIMEOUT)
+    return int(version)
+
+
+def _compile(environment_id: int, version: int) -> Compiled:
+    from flags.models import Environment
+    from flags.selectors import environment_client_state
+
+    raw = cache_call("get", STATE_KEY.format(environment_id, version))
+    if raw is None:
+        environment = Environment.objects.filter(pk=environment_id).first()
+        if environment is None:
+            raise EnvironmentNotFound(environment_id)
+        # The document is read after the version, so it is at least that version.
+        version = max(version, environment.config_version)
+        state = environment_client_state(environment)
+        raw = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+        cache_call("set", STATE_KEY.format(environment_id, version), raw, STATE_TIMEOUT)
+        logger.info("flags.snapshot_built environment_id=%s version=%s", environment_id, version)
+    else:
+        state = json.loads(raw)
+    return compile_state(state, environment_id=environment_id, version=version, raw=raw)
+
+
+def compile_state(
+    state: dict[str, Any], *, environment_id: int, version: int, raw: str | None = None
+) -> Compiled:
+    """Compile a client-API document into a `Compiled` (pure; used by the cache and tests)."""
+    if raw is None:
+        raw = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+    body = raw.encode()
+    features = state.get("features") or []
+    value_types = {}
+    needs_key = {}
+    for feature in features:
+        name = feature.get("name")
+        value_types[name] = (feature.get("rollcall") or {}).get("valueType") or "boolean"
+        user_only = _needs_targeting_key(feature)
+        if user_only is not None:
+            needs_key[name] = user_only
+    return Compiled(
+        environment_id=environment_id,
+        version=version,
+        snapshot=engine.compile_snapshot(state),
+        body=body,
+        etag='"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"',
+        value_types=value_types,
+        needs_targeting_key=needs_key,
+    )
+
+
+def _percent(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _weighted(variants: Any) -> int:
+    return sum(
+        1
+        for v in variants or ()
+        if isinstance(v, dict) and v.get("name") and _percent(v.get("weight")) > 0
+    )
+
+
+def _needs_targeting_key(feature: Mapping[str, Any]) -> bool | None:
+    """Whether the flag's answer depends on hashing the user (see `flags.ofrep`).
+
+    None: never. True: it splits on `userId` (the OFREP targeting key) alone. False: it
+    splits on the default stickiness, for which a `sessionId` also does.
+    """
+    if not feature.get("enabled"):
+        return None
+    found: list[bool] = []
+    for strategy in feature.get("strategies") or ():
+        name = strategy.get("name")
+        params = strategy.get("parameters") or {}
+        if name == "flexibleRollout":
+            pct = _percent(params.get("rollout"))
+            stickiness = params.get("stickiness") or "default"
+            if 0 < pct < 100 and stickiness in _USER_STICKINESS:
+                found.append(_USER_STICKINESS[stickiness])
+        elif name == "gradualRolloutUserId" and 0 < _percent(params.get("percentage")) < 100:
+            found.append(True)
+        if _weighted(strategy.get("variants")) > 1:
+            stickiness = params.get("stickiness") or "default"
+            if stickiness in _USER_STICKINESS:
+                found.append(_USER_STICKINESS[stickiness])
+    variants = feature.get("variants") or []
+    if _weighted(variants) > 1:
+        stickiness = variants[0].get("stickiness") or "default"
+        if stickiness in _USER_STICKINESS:
+            found.append(_USER_STICKINESS[stickiness])
+    if not found:
+        return None
+    return any(found)

@@ -3,3 +3,10 @@ from django.apps import AppConfig
 
 class RolloutsConfig(AppConfig):
     name = "rollouts"
+
+    def ready(self) -> None:
+        from core.dashboard import register_panel
+        from rollouts.views import active_rollouts_panel, upcoming_changes_panel
+
+        register_panel(active_rollouts_panel)
+        register_panel(upcoming_changes_panel)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -98,6 +100,10 @@ class Rollout(BaseModel):
     alert_secret = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The soak clock stops while a rollout is paused or held: when the pause began, and how
+    # long the current phase has been stopped in total (reset when the next phase applies).
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_for = models.DurationField(default=timedelta(0))
     version = models.PositiveIntegerField(default=1)
     history = HistoricalRecords(excluded_fields=["updated_at", "next_due_at"])
 
@@ -106,6 +112,20 @@ class Rollout(BaseModel):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(current_phase_index__gte=-1), name="phase_index_valid"
+            ),
+            # One flag in one environment is driven by at most one live rollout.
+            models.UniqueConstraint(
+                fields=["flag", "environment"],
+                condition=models.Q(state__in=["scheduled", "running", "paused", "held"]),
+                name="one_active_rollout_per_flag_env",
+            ),
+        ]
+        indexes = [
+            # The scheduler sweep: due rollouts that the clock may move.
+            models.Index(
+                fields=["next_due_at"],
+                condition=models.Q(state__in=["scheduled", "running"]),
+                name="rollout_due",
             )
         ]
 

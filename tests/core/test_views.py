@@ -70,7 +70,14 @@ def test_login_page__renders_labelled_form(client, db):
 def test_login__demo_style_credentials__logs_in(client, release_manager):
     response = client.post(reverse("login"), {"username": "remy", "password": "pw-remy"})
     assert response.status_code == 302
-    assert response.url == reverse("dashboard")
+    assert response.url == reverse("home")
+    assert client.get(reverse("home")).url == reverse("dashboard")
+
+
+def test_home__support__lands_on_changelog(support_client):
+    response = support_client.get(reverse("home"))
+    assert response.status_code == 302
+    assert response.url == reverse("support:changelog")
 
 
 def test_api_schema__served(rm_client):
@@ -85,3 +92,16 @@ def test_api_docs__offline_swagger_ui(rm_client):
     html = response.content.decode()
     assert "swagger-ui" in html
     assert "cdn" not in html.lower()
+
+
+def test_dashboard__status_poll__runs_no_panel_queries(rm_client, django_assert_max_num_queries):
+    # session, user, heartbeat, and the navigation's permissions + roles (3): no panels.
+    with django_assert_max_num_queries(6):
+        response = rm_client.get("/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="scheduler-status")
+    assert response.status_code == 200
+
+
+def test_htmx_request__session_expired__client_redirect_to_login(client, db):
+    response = client.get("/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith(reverse("login"))

@@ -16,15 +16,18 @@ def demo(transactional_db):
 def test_demo_role__logs_in_and_sees_dashboard(ui, demo, username, role):
     ui.login(username, DEMO_PASSWORD)
     page = ui.page
+    ui.visit("/")
     assert page.get_by_role("heading", name="Dashboard").is_visible()
     assert role in page.locator(".account").inner_text()
     nav = page.get_by_role("navigation", name="Main")
     assert nav.get_by_role("link", name="Dashboard").is_visible()
 
 
-def test_support__sees_no_edit_controls(ui, demo):
+def test_support__lands_on_changelog_and_sees_no_edit_controls(ui, demo):
     ui.login("support", DEMO_PASSWORD)
     page = ui.page
+    assert "/support/changelog" in page.url
+    ui.visit("/")
     main = page.locator("main")
     # Support reads; nothing in the main region may offer a change.
     assert main.locator("form[method=post]").count() == 0

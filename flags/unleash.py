@@ -1,0 +1,56 @@
+"""The Unleash client API, so any Unleash SDK can use Rollcall as its server.
+
+    GET  /api/client/features   the key's environment in Unleash's format (ETag / 304)
+    POST /api/client/register   accepted (202) and discarded
+    POST /api/client/metrics    accepted (202) and discarded
+
+Unleash SDKs send the key as `Authorization: <key>`; `Bearer` and `X-API-Key` work too
+(see `flags.sdk_auth`). The document is the environment's compiled snapshot's, served as
+cached bytes: no query and no serialisation per request once warm. Rollcall serves every
+flag of the environment whatever the `project` or `namePrefix` query parameters say.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse
+
+from flags import sdk_auth, snapshot
+from flags.ofrep import MACHINE_HEADERS, etag_matches, machine_view, not_modified
+
+logger = logging.getLogger(__name__)
+
+
+@machine_view("GET")
+def client_features(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
+    compiled = snapshot.load(key_info.environment_id)
+    if etag_matches(request.META.get("HTTP_IF_NONE_MATCH"), compiled.etag):
+        return not_modified(compiled.etag)
+    response = HttpResponse(compiled.body, content_type="application/json")
+    response["ETag"] = compiled.etag
+    for name, value in MACHINE_HEADERS.items():
+        response[name] = value
+    return response
+
+
+def _accepted() -> HttpResponse:
+    response = HttpResponse(status=202)
+    for name, value in MACHINE_HEADERS.items():
+        response[name] = value
+    return response
+
+
+@machine_view("POST")
+def client_register(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
+    logger.debug(
+        "flags.sdk_registered environment=%s app=%s",
+        key_info.environment_key,
+        request.META.get("HTTP_UNLEASH_APPNAME", ""),
+    )
+    return _accepted()
+
+
+@machine_view("POST")
+def client_metrics(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
+    return _accepted()

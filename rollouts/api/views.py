@@ -1,0 +1,364 @@
+"""Rollouts management API: one view per operation, each calling one service.
+
+Reads need `view_*`, creates `add_*`, every rollout action `rollouts.change_rollout`; Support
+(read only) gets a JSON 403 on writes. Domain errors become JSON 400 (`core.http`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from django.db.models import Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from rollouts import services
+from rollouts.api.serializers import (
+    ActionInputSerializer,
+    AdvanceInputSerializer,
+    EventOutputSerializer,
+    PlanInputSerializer,
+    ReleaseInputSerializer,
+    ReleaseOutputSerializer,
+    RolloutCreateInputSerializer,
+    RolloutOutputSerializer,
+    phases_payload,
+)
+from rollouts.models import Phase, Release, Rollout, RolloutEvent
+
+API = RolloutEvent.Source.API
+TAG_RELEASES = ["releases"]
+TAG_ROLLOUTS = ["rollouts"]
+
+
+def _releases() -> QuerySet[Release]:
+    return (
+        Release.objects.select_related("owner")
+        .prefetch_related("flags")
+        .order_by("-created_at", "-id")
+    )
+
+
+def _rollouts() -> QuerySet[Rollout]:
+    return (
+        Rollout.objects.select_related("environment", "flag", "owner", "release")
+        .prefetch_related(
+            Prefetch("phases", queryset=Phase.objects.select_related("segment").order_by("order"))
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def _rollout(key: str) -> Rollout:
+    return get_object_or_404(_rollouts(), key=key)
+
+
+def _paginate(request: Request, view: APIView, queryset: QuerySet, serializer: Any) -> Response:
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+# --------------------------------------------------------------------------------------------
+# Releases
+
+
+class ReleaseListCreateApi(APIView):
+    queryset = Release.objects.all()
+
+    @extend_schema(tags=TAG_RELEASES, responses=ReleaseOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return _paginate(request, self, _releases(), ReleaseOutputSerializer)
+
+    @extend_schema(
+        tags=TAG_RELEASES, request=ReleaseInputSerializer, responses={201: ReleaseOutputSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        data = ReleaseInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        release = services.release_create(actor=request.user, **data.validated_data)
+        release = _releases().get(pk=release.pk)
+        return Response(ReleaseOutputSerializer(release).data, status=status.HTTP_201_CREATED)
+
+
+class ReleaseDetailApi(APIView):
+    queryset = Release.objects.all()
+
+    @extend_schema(tags=TAG_RELEASES, responses=ReleaseOutputSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ReleaseOutputSerializer(get_object_or_404(_releases(), pk=pk)).data)
+
+    def _update(self, request: Request, pk: int, *, partial: bool) -> Response:
+        release = get_object_or_404(Release, pk=pk)
+        data = ReleaseInputSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        services.release_update(release=release, actor=request.user, **data.validated_data)
+        return Response(ReleaseOutputSerializer(_releases().get(pk=pk)).data)
+
+    @extend_schema(
+        tags=TAG_RELEASES, request=ReleaseInputSerializer, responses=ReleaseOutputSerializer
+    )
+    def put(self, request: Request, pk: int) -> Response:
+        return self._update(request, pk, partial=False)
+
+    @extend_schema(
+        tags=TAG_RELEASES, request=ReleaseInputSerializer, responses=ReleaseOutputSerializer
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        return self._update(request, pk, partial=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Rollouts
+
+
+class RolloutListCreateApi(APIView):
+    queryset = Rollout.objects.all()
+
+    @extend_schema(
+        tags=TAG_ROLLOUTS,
+        parameters=[
+            OpenApiParameter("state", str, enum=Rollout.State.values),
+            OpenApiParameter("strategy", str, enum=Rollout.Strategy.values),
+            OpenApiParameter("environment", str, description="Environment key."),
+            OpenApiParameter("release", int, description="Release id."),
+        ],
+        responses=RolloutOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        qs = _rollouts()
+        params = request.query_params
+        if params.get("state"):
+            qs = qs.filter(state=params["state"])
+        if params.get("strategy"):
+            qs = qs.filter(strategy=params["strategy"])
+        if params.get("environment"):
+            qs = qs.filter(environment__key=params["environment"])
+        if params.get("release", "").isdigit():
+            qs = qs.filter(release_id=int(params["release"]))
+        return _paginate(request, self, qs, RolloutOutputSerializer)
+
+    @extend_schema(
+        tags=TAG_ROLLOUTS,
+        request=RolloutCreateInputSerializer,
+        responses={201: RolloutOutputSerializer},
+        description=(
+            "Create a draft rollout. Give `phases`, or a `template` (see GET "
+            "/api/v1/rollouts/templates); without either the strategy's first template is used."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = RolloutCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        rollout = services.rollout_create(
+            release=v["release"],
+            environment=v["environment"],
+            strategy=v["strategy"],
+            actor=request.user,
+            source=API,
+            flag=v.get("flag"),
+            flag_key=v.get("flag_key") or None,
+            key=v.get("key") or None,
+            timezone=v.get("timezone") or "UTC",
+            template=v.get("template"),
+            phases=phases_payload(v["phases"]) if "phases" in v else None,
+            allow_decreasing=v.get("allow_decreasing", False),
+            alert_policy=v["alert_policy"],
+        )
+        return Response(
+            RolloutOutputSerializer(_rollout(rollout.key)).data, status=status.HTTP_201_CREATED
+        )
+
+
+class RolloutDetailApi(APIView):
+    queryset = Rollout.objects.all()
+
+    @extend_schema(tags=TAG_ROLLOUTS, responses=RolloutOutputSerializer)
+    def get(self, request: Request, key: str) -> Response:
+        return Response(RolloutOutputSerializer(_rollout(key)).data)
+
+
+class RolloutPlanApi(APIView):
+    required_permissions: ClassVar = {"PUT": "rollouts.change_rollout"}
+
+    @extend_schema(
+        tags=TAG_ROLLOUTS,
+        request=PlanInputSerializer,
+        responses=RolloutOutputSerializer,
+        description=(
+            "Replace the plan's phases. Phases already applied cannot change their exposure or "
+            "timing; errors name the field as `phases.<index>.<field>`."
+        ),
+    )
+    def put(self, request: Request, key: str) -> Response:
+        rollout = get_object_or_404(Rollout, key=key)
+        data = PlanInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.rollout_plan_update(
+            rollout=rollout,
+            phases=phases_payload(data.validated_data["phases"]),
+            actor=request.user,
+            source=API,
+            expected_version=data.validated_data.get("expected_version"),
+            allow_decreasing=data.validated_data.get("allow_decreasing"),
+        )
+        return Response(RolloutOutputSerializer(_rollout(key)).data)
+
+
+class RolloutEventsApi(APIView):
+    required_permissions: ClassVar = {"GET": "rollouts.view_rolloutevent"}
+
+    @extend_schema(tags=TAG_ROLLOUTS, responses=EventOutputSerializer(many=True))
+    def get(self, request: Request, key: str) -> Response:
+        rollout = get_object_or_404(Rollout, key=key)
+        events = RolloutEvent.objects.filter(rollout=rollout).select_related("actor")
+        return _paginate(request, self, events.order_by("at", "id"), EventOutputSerializer)
+
+
+class TemplatesApi(APIView):
+    required_permissions: ClassVar = {"GET": "rollouts.view_rollout"}
+
+    @extend_schema(tags=TAG_ROLLOUTS, responses={200: dict})
+    def get(self, request: Request) -> Response:
+        """The strategies, the flag each drives, and their plan templates."""
+        body = [
+            {
+                "strategy": spec.key,
+                "label": spec.label,
+                "flag_type": spec.flag_type,
+                "stickiness": spec.stickiness,
+                "description": spec.description,
+                "templates": [
+                    {
+                        "key": t.key,
+                        "name": t.name,
+                        "description": t.description,
+                        "phases": [
+                            {
+                                **{k: v for k, v in p.items() if k != "soak"},
+                                "soak_seconds": p["soak"].total_seconds() if p["soak"] else None,
+                            }
+                            for p in t.phases
+                        ],
+                    }
+                    for t in spec.templates
+                ],
+            }
+            for spec in services.strategies.STRATEGIES.values()
+        ]
+        return Response(body)
+
+
+# --------------------------------------------------------------------------------------------
+# Actions: POST /api/v1/rollouts/{key}/<action>
+
+
+class _RolloutActionApi(APIView):
+    required_permissions: ClassVar = {"POST": "rollouts.change_rollout"}
+    input_serializer: ClassVar[type] = ActionInputSerializer
+
+    def act(self, rollout: Rollout, request: Request, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def post(self, request: Request, key: str) -> Response:
+        rollout = get_object_or_404(Rollout, key=key)
+        data = self.input_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        self.act(rollout, request, data.validated_data)
+        return Response(RolloutOutputSerializer(_rollout(key)).data)
+
+
+def _action(
+    name: str, doc: str, call: Callable[[Rollout, Request, dict[str, Any]], None], **kw: Any
+) -> type[_RolloutActionApi]:
+    serializer = kw.get("input_serializer", ActionInputSerializer)
+
+    def act(self: _RolloutActionApi, rollout: Rollout, request: Request, data: dict) -> None:
+        call(rollout, request, data)
+
+    def post(self: _RolloutActionApi, request: Request, key: str) -> Response:
+        return _RolloutActionApi.post(self, request, key)
+
+    post = extend_schema(
+        tags=TAG_ROLLOUTS,
+        request=serializer,
+        responses=RolloutOutputSerializer,
+        summary=doc,
+        operation_id=f"rollouts_{name}",
+    )(post)
+    return type(
+        f"Rollout{name.title()}Api",
+        (_RolloutActionApi,),
+        {"act": act, "post": post, "input_serializer": serializer, "__doc__": doc},
+    )
+
+
+RolloutScheduleApi = _action(
+    "schedule",
+    "Schedule a draft: it starts at phase 1's date-time.",
+    lambda r, q, d: services.rollout_schedule(rollout=r, actor=q.user, source=API),
+)
+RolloutStartApi = _action(
+    "start",
+    "Start now: capture the flag's state and apply phase 1.",
+    lambda r, q, d: services.rollout_start(rollout=r, actor=q.user, source=API),
+)
+RolloutPauseApi = _action(
+    "pause",
+    "Pause: exposure stays, the soak clock stops.",
+    lambda r, q, d: services.rollout_pause(rollout=r, actor=q.user, source=API, reason=d["reason"]),
+)
+RolloutResumeApi = _action(
+    "resume",
+    "Resume a paused or held rollout; the soak continues where it stopped.",
+    lambda r, q, d: services.rollout_resume(rollout=r, actor=q.user, source=API),
+)
+RolloutAdvanceApi = _action(
+    "advance",
+    "Start the next phase now (skips the remaining soak: reason required) or pass a manual gate.",
+    lambda r, q, d: services.rollout_advance_now(
+        rollout=r,
+        actor=q.user,
+        source=API,
+        reason=d["reason"],
+        expected_phase_index=d.get("expected_phase_index"),
+    ),
+    input_serializer=AdvanceInputSerializer,
+)
+RolloutCompleteApi = _action(
+    "complete",
+    "Complete: apply the last phase's exposure now.",
+    lambda r, q, d: services.rollout_complete(rollout=r, actor=q.user, source=API),
+)
+RolloutCancelApi = _action(
+    "cancel",
+    "Cancel the plan; the flag keeps its current exposure.",
+    lambda r, q, d: services.rollout_cancel(
+        rollout=r, actor=q.user, source=API, reason=d["reason"]
+    ),
+)
+RolloutRollbackApi = _action(
+    "rollback",
+    "Roll back: restore the flag's state from before the rollout at once.",
+    lambda r, q, d: services.rollout_rollback(
+        rollout=r, actor=q.user, source=API, reason=d["reason"]
+    ),
+)
+
+ACTION_VIEWS: dict[str, type[_RolloutActionApi]] = {
+    "schedule": RolloutScheduleApi,
+    "start": RolloutStartApi,
+    "pause": RolloutPauseApi,
+    "resume": RolloutResumeApi,
+    "advance": RolloutAdvanceApi,
+    "complete": RolloutCompleteApi,
+    "cancel": RolloutCancelApi,
+    "rollback": RolloutRollbackApi,
+}

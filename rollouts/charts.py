@@ -1,0 +1,392 @@
+"""Server-rendered SVG pictures of a rollout: the phase timeline and exposure over time.
+
+Pure functions (no database, no request): they take what `rollouts.scheduling` computed and
+return an accessible `<svg>` (role="img", <title>, <desc>, text labels) as a SafeString.
+People look at these; the page also offers the same facts as a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+WIDTH = 760
+LABEL_W = 190  # left column for phase names
+PAD_R = 24
+AXIS_H = 34
+ROW_H = 30
+BAR_H = 16
+CHART_H = 220  # plot height of the exposure chart
+PAD_T = 16
+
+
+@dataclass(frozen=True)
+class TimeScale:
+    start: datetime
+    end: datetime
+    x0: float
+    x1: float
+
+    def x(self, at: datetime) -> float:
+        span = (self.end - self.start).total_seconds() or 1.0
+        frac = (at - self.start).total_seconds() / span
+        frac = min(1.0, max(0.0, frac))
+        return round(self.x0 + frac * (self.x1 - self.x0), 1)
+
+
+def _fmt(at: datetime, tz: ZoneInfo) -> str:
+    return at.astimezone(tz).strftime("%b %d %H:%M").replace(" 0", " ")
+
+
+def _fmt_long(at: datetime, tz: ZoneInfo) -> str:
+    local = at.astimezone(tz)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _domain(points: Iterable[datetime | None], now: datetime) -> tuple[datetime, datetime]:
+    times = [p for p in points if p is not None] + [now]
+    start, end = min(times), max(times)
+    if end - start < timedelta(hours=1):
+        end = start + timedelta(hours=1)
+    # A little air on both sides so "now" and the first bar do not touch the frame.
+    pad = (end - start) * 0.04
+    return start - pad, end + pad
+
+
+def _ticks(scale: TimeScale, tz: ZoneInfo, count: int = 5) -> list[tuple[float, str]]:
+    span = scale.end - scale.start
+    return [
+        (scale.x(scale.start + span * (i / count)), _fmt(scale.start + span * (i / count), tz))
+        for i in range(1, count)
+    ]
+
+
+def _axis(scale: TimeScale, tz: ZoneInfo, y_top: float, y_bottom: float) -> list[str]:
+    parts = [
+        f'<line class="axis" x1="{scale.x0}" y1="{y_bottom}" x2="{scale.x1}" y2="{y_bottom}" />'
+    ]
+    for x, label in _ticks(scale, tz):
+        parts.append(f'<line class="grid" x1="{x}" y1="{y_top}" x2="{x}" y2="{y_bottom}" />')
+        parts.append(
+            f'<text class="tick" x="{x}" y="{y_bottom + 16}" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
+    return parts
+
+
+def _now_marker(scale: TimeScale, now: datetime, y_top: float, y_bottom: float) -> list[str]:
+    x = scale.x(now)
+    return [
+        f'<g class="now" data-at="{now.isoformat()}">',
+        f'<line x1="{x}" y1="{y_top}" x2="{x}" y2="{y_bottom}" />',
+        f'<text x="{x + 4}" y="{y_top + 10}">now</text>',
+        "</g>",
+    ]
+
+
+def _svg(
+    *,
+    title: str,
+    desc: str,
+    height: float,
+    body: list[str],
+    css_class: str,
+    label_id: str,
+    width: int = WIDTH,
+) -> SafeString:
+    head = (
+        f'<svg class="chart {css_class}" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'viewBox="0 0 {width} {round(height)}" width="100%" '
+        f'aria-labelledby="{label_id}-title {label_id}-desc">'
+        f'<title id="{label_id}-title">{escape(title)}</title>'
+        f'<desc id="{label_id}-desc">{escape(desc)}</desc>'
+        "<defs>"
+        f'<pattern id="{label_id}-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" class="hatch-bg" />'
+        '<line x1="0" y1="0" x2="0" y2="6" class="hatch-line" /></pattern>'
+        "</defs>"
+    )
+    return mark_safe(head + "".join(body) + "</svg>")  # noqa: S308 - every value escaped
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase timeline: one horizontal bar per phase, "now" marked.
+
+
+def _phase_label(phase: Any, index: int) -> str:
+    pct = getattr(phase, "percentage", None)
+    segment = getattr(phase, "segment", None) if getattr(phase, "segment_id", None) else None
+    exposure = []
+    if segment is not None:
+        exposure.append(str(segment))
+    if pct is not None:
+        exposure.append(f"{pct}%")
+    text = f"{index + 1}. {phase.name}"
+    return f"{text} · {' + '.join(exposure)}" if exposure else text
+
+
+def _trim(text: str, limit: int = 28) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def phase_timeline_svg(
+    rows: Sequence[Any],
+    *,
+    now: datetime,
+    timezone_name: str = "UTC",
+    projected_end: datetime | None = None,
+    chart_id: str = "timeline",
+    width: int = WIDTH,
+    label_width: int = LABEL_W,
+    final: bool = False,
+) -> SafeString:
+    """Horizontal bars per phase from `scheduling.projected_timeline` rows.
+
+    Solid bar = what happened (from `actual_start`); hatched bar = projected (from
+    `planned_start`); a diamond marks the planned start of a phase that actually started at
+    another time; the current phase is outlined and labelled; a phase behind a manual gate
+    (no planned start) says "waits for a person" instead of a bar (a phase after it: "after a
+    person continues"; a phase of a finished rollout that never ran: "never started").
+    """
+    tz = _zone(timezone_name)
+    n = len(rows)
+    height = PAD_T + n * ROW_H + AXIS_H + (18 if projected_end else 0)
+    if not n:
+        return _svg(
+            title="Phase timeline",
+            desc="This rollout has no phases yet.",
+            height=60,
+            body=['<text class="empty" x="12" y="34">No phases planned yet.</text>'],
+            css_class="timeline",
+            label_id=chart_id,
+            width=width,
+        )
+    points: list[datetime | None] = [projected_end]
+    for row in rows:
+        points += [row.planned_start, row.actual_start, row.end]
+    start, end = _domain(points, now)
+    scale = TimeScale(start, end, label_width, width - PAD_R)
+    y_axis = PAD_T + n * ROW_H
+    body = _axis(scale, tz, PAD_T, y_axis)
+    described: list[str] = []
+    for i, row in enumerate(rows):
+        phase = row.phase
+        state = getattr(row, "state", "upcoming")
+        y = PAD_T + i * ROW_H + (ROW_H - BAR_H) / 2
+        label = _phase_label(phase, i)
+        current = bool(getattr(row, "is_current", False))
+        body.append(
+            f'<g class="phase phase-{escape(state)}{" current" if current else ""}" '
+            f'data-index="{i}">'
+        )
+        body.append(
+            f'<text class="phase-name" x="8" y="{y + BAR_H - 3}">'
+            f"<title>{escape(label)}</title>{escape(_trim(label, label_width // 7))}</text>"
+        )
+        bar_start = row.actual_start or row.planned_start
+        if bar_start is None:
+            if getattr(row, "waits_for_person", False):
+                words = "waits for a person"
+            elif final:
+                words = "never started"
+            else:
+                words = "after a person continues"
+            body.append(
+                f'<text class="waits" x="{label_width + 6}" y="{y + BAR_H - 3}">{words}</text>'
+            )
+            described.append(f"{label}: {words}")
+        else:
+            # A bar ends where the next phase starts (actually or as projected); the last
+            # phase is open-ended (to the right edge).
+            bar_end = row.end or scale.end
+            x1, x2 = scale.x(bar_start), scale.x(bar_end)
+            kind = "actual" if row.actual_start else "planned"
+            fill = f"url(#{chart_id}-hatch)" if kind == "planned" else ""
+            when = _fmt_long(bar_start, tz)
+            tip = f"{label}: {'started' if kind == 'actual' else 'planned for'} {when}"
+            if row.end:
+                tip += f", until {_fmt_long(row.end, tz)}"
+            body.append(
+                f'<rect class="bar bar-{kind}" x="{x1}" y="{y}" width="{max(2.0, x2 - x1)}" '
+                f'height="{BAR_H}" rx="3" data-start="{bar_start.isoformat()}"'
+                + (f' fill="{fill}"' if fill else "")
+                + f"><title>{escape(tip)}</title></rect>"
+            )
+            if row.actual_start and row.planned_start and row.planned_start != row.actual_start:
+                px = scale.x(row.planned_start)
+                body.append(
+                    f'<path class="planned-mark" d="M{px} {y - 3} l4 4 l-4 4 l-4 -4 z" '
+                    f'data-at="{row.planned_start.isoformat()}">'
+                    f"<title>planned for {escape(_fmt_long(row.planned_start, tz))}</title></path>"
+                )
+            if current:
+                body.append(
+                    f'<text class="current-label" x="{min(x2, width - PAD_R) - 4}" '
+                    f'y="{y + BAR_H - 3}" text-anchor="end">current</text>'
+                )
+            described.append(tip)
+        body.append("</g>")
+    body += _now_marker(scale, now, PAD_T - 8, y_axis)
+    if projected_end:
+        body.append(
+            f'<text class="projected-end" x="{width - PAD_R}" y="{height - 4}" '
+            f'text-anchor="end">Projected end: {escape(_fmt_long(projected_end, tz))}</text>'
+        )
+    desc = "; ".join(described) + f". Now is {_fmt_long(now, tz)}."
+    if projected_end:
+        desc += f" Projected end {_fmt_long(projected_end, tz)}."
+    return _svg(
+        title="Phase timeline",
+        desc=desc,
+        height=height,
+        body=body,
+        css_class="timeline",
+        label_id=chart_id,
+        width=width,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Exposure over time: planned steps vs what actually happened, holds shaded.
+
+
+def _series(points: Iterable[tuple[datetime, float | int | None]]) -> list[tuple[datetime, float]]:
+    clean = [(at, float(pct or 0)) for at, pct in points if at is not None]
+    return sorted(clean, key=lambda p: p[0])
+
+
+def step_path(
+    points: Sequence[tuple[datetime, float]],
+    *,
+    scale: TimeScale,
+    y: Any,
+    until: datetime,
+) -> str:
+    """SVG path `d` of a step line: horizontal until the next point, then vertical."""
+    if not points:
+        return ""
+    d = [f"M{scale.x(points[0][0])} {y(points[0][1])}"]
+    for at, pct in points[1:]:
+        d.append(f"H{scale.x(at)} V{y(pct)}")
+    d.append(f"H{scale.x(max(until, points[-1][0]))}")
+    return " ".join(d)
+
+
+def exposure_chart_svg(
+    *,
+    planned: Sequence[tuple[datetime, float | int | None]],
+    actual: Sequence[tuple[datetime, float | int | None]],
+    holds: Sequence[tuple[datetime, datetime | None]] = (),
+    now: datetime,
+    timezone_name: str = "UTC",
+    actual_until: datetime | None = None,
+    chart_id: str = "exposure",
+) -> SafeString:
+    """Step chart of exposure (0-100%) over time.
+
+    `planned`: the plan's steps (dashed); `actual`: what was applied (solid, ends at now or
+    at `actual_until` for a finished rollout); `holds`: (start, end or None while holding)
+    intervals, shaded and labelled "held".
+    """
+    tz = _zone(timezone_name)
+    plan, real = _series(planned), _series(actual)
+    height = PAD_T + CHART_H + AXIS_H + 22
+    if not plan and not real:
+        return _svg(
+            title="Exposure over time",
+            desc="No exposure planned or applied yet.",
+            height=60,
+            body=['<text class="empty" x="12" y="34">No exposure planned yet.</text>'],
+            css_class="exposure",
+            label_id=chart_id,
+        )
+    until = actual_until or now
+    hold_points = [t for h in holds for t in h]
+    start, end = _domain([p[0] for p in plan + real] + hold_points + [until], now)
+    left = 48
+    scale = TimeScale(start, end, left, WIDTH - PAD_R)
+    top, bottom = PAD_T + 8, PAD_T + 8 + CHART_H
+
+    def y(pct: float) -> float:
+        return round(bottom - (pct / 100.0) * (bottom - top), 1)
+
+    body: list[str] = []
+    for h_start, h_end in holds:
+        x1, x2 = scale.x(h_start), scale.x(h_end or until)
+        hold_tip = f"held from {_fmt_long(h_start, tz)}" + (
+            f" to {_fmt_long(h_end, tz)}" if h_end else " (still held)"
+        )
+        body.append(
+            f'<g class="hold" data-start="{h_start.isoformat()}">'
+            f'<rect x="{x1}" y="{top}" width="{max(2.0, x2 - x1)}" height="{bottom - top}" '
+            f'fill="url(#{chart_id}-hatch)"><title>{escape(hold_tip)}</title></rect>'
+            f'<text x="{x1 + 3}" y="{top + 12}">held</text></g>'
+        )
+    for pct in (0, 25, 50, 75, 100):
+        body.append(
+            f'<line class="grid" x1="{left}" y1="{y(pct)}" x2="{scale.x1}" y2="{y(pct)}" />'
+        )
+        body.append(
+            f'<text class="tick" x="{left - 6}" y="{y(pct) + 4}" text-anchor="end">{pct}%</text>'
+        )
+    body += _axis(scale, tz, top, bottom)
+    plan_end = scale.end
+    if plan:
+        steps = ";".join(f"{at.isoformat()}={pct:g}" for at, pct in plan)
+        body.append(
+            f'<path class="series planned" data-steps="{escape(steps)}" '
+            f'd="{step_path(plan, scale=scale, y=y, until=plan_end)}" fill="none" />'
+        )
+    if real:
+        steps = ";".join(f"{at.isoformat()}={pct:g}" for at, pct in real)
+        body.append(
+            f'<path class="series actual" data-steps="{escape(steps)}" '
+            f'd="{step_path(real, scale=scale, y=y, until=until)}" fill="none" />'
+        )
+        for at, pct in real:
+            body.append(
+                f'<text class="step-label" x="{scale.x(at) + 3}" y="{y(pct) - 4}">{pct:g}%</text>'
+            )
+    body += _now_marker(scale, now, top - 8, bottom)
+    legend_y = height - 6
+    body.append(
+        f'<g class="legend"><line class="planned" x1="{left}" y1="{legend_y - 4}" '
+        f'x2="{left + 24}" y2="{legend_y - 4}" />'
+        f'<text x="{left + 30}" y="{legend_y}">planned</text>'
+        f'<line class="actual" x1="{left + 110}" y1="{legend_y - 4}" x2="{left + 134}" '
+        f'y2="{legend_y - 4}" /><text x="{left + 140}" y="{legend_y}">actual</text>'
+        f'<rect x="{left + 210}" y="{legend_y - 10}" width="14" height="10" '
+        f'fill="url(#{chart_id}-hatch)" /><text x="{left + 230}" y="{legend_y}">held</text></g>'
+    )
+    desc_parts = []
+    if plan:
+        desc_parts.append(
+            "Planned: " + ", ".join(f"{pct:g}% from {_fmt_long(at, tz)}" for at, pct in plan)
+        )
+    if real:
+        desc_parts.append(
+            "Actual: " + ", ".join(f"{pct:g}% from {_fmt_long(at, tz)}" for at, pct in real)
+        )
+    if holds:
+        desc_parts.append(f"{len(holds)} hold(s) shaded")
+    return _svg(
+        title="Exposure over time",
+        desc=". ".join(desc_parts) + ".",
+        height=height,
+        body=body,
+        css_class="exposure",
+        label_id=chart_id,
+    )
