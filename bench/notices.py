@@ -63,7 +63,7 @@ def child_env(db_url: str, queue: str) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=" + os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING"),
          "--concurrency=1", "--without-mingle", "--without-gossip", f"--hostname={name}@%h"],
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -166,7 +166,8 @@ def main() -> int:
             services.notices_send_due(now=timezone.now() + timezone.timedelta(days=2))
             deadline = start + args.timeout
             while time.perf_counter() < deadline:
-                if Delivery.objects.filter(state=Delivery.State.SENT).count() == total:
+                sent = Delivery.objects.filter(state=Delivery.State.SENT).count()
+                if sent == total and not Notice.objects.exclude(state=Notice.State.SENT).exists():
                     break
                 time.sleep(0.2)
             elapsed = time.perf_counter() - start

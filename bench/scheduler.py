@@ -215,6 +215,7 @@ def run(args: argparse.Namespace, bench_url: str, queue: str, procs: list) -> in
         f"target: all {args.rollouts} within one tick ({tick}s) with 2 workers: "
         f"{'met' if two <= tick else 'NOT met'} ({two:.1f}s)"
     )
+    app.control.purge()  # leave no messages of this run in the broker
     return 0
 
 

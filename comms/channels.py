@@ -12,6 +12,7 @@ import hmac
 import json
 import smtplib
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,17 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
 # HTTP answers worth trying again: timeouts, rate limits, server trouble.
 TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per thread (created lazily, so after a worker forks)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
 
 
 class DeliveryError(Exception):
@@ -191,7 +203,7 @@ def send_http(message: Message) -> Result:
             raise PermanentDeliveryError("The webhook has no signing secret; rotate it to set one.")
         headers[SIGNATURE_HEADER] = sign(body, message.signing_secret)
     try:
-        response = requests.post(
+        response = _session().post(
             message.url,
             data=body,
             headers=headers,

@@ -18,3 +18,6 @@ if not DATABASE_URL:
 # Each test run gets its own queue so that stale messages of an earlier run never reach
 # the workers that integration tests start (they receive CELERY_QUEUE in their env).
 CELERY_TASK_DEFAULT_QUEUE = f"rollcall-test-{os.getpid()}"
+if "KEY_PREFIX" in CACHES["default"]:
+    # A shared Redis: keep this run's cache keys apart from other runs and from `make run`.
+    CACHES["default"]["KEY_PREFIX"] = f"rollcall-test-{os.getpid()}"

@@ -46,6 +46,8 @@ class AuthError(Exception):
 
 
 _LOCAL: dict[str, tuple[KeyInfo | None, float]] = {}
+# Bumped by forget(): a lookup that started before a revocation must not store its answer.
+_GENERATION = [0]
 _clock = time.monotonic
 
 
@@ -93,18 +95,21 @@ def lookup(key_hash: str) -> KeyInfo | None:
     now = _clock()
     if entry is not None and now - entry[1] < settings.FLAGS_SNAPSHOT_TTL:
         return entry[0]
+    generation = _GENERATION[0]
     info = _from_cache(key_hash)
     if info is _MISS:
         info = _from_database(key_hash)
-        cache_call("set", CACHE_KEY.format(key_hash), _encode(info), CACHE_TIMEOUT)
+        cache_call("add", CACHE_KEY.format(key_hash), _encode(info), CACHE_TIMEOUT)
     if len(_LOCAL) > 10_000:
         _LOCAL.clear()  # bound memory under a flood of random keys
-    _LOCAL[key_hash] = (info, now)  # type: ignore[assignment]
+    if _GENERATION[0] == generation:
+        _LOCAL[key_hash] = (info, now)  # type: ignore[assignment]
     return info  # type: ignore[return-value]
 
 
 def forget(key_hash: str) -> None:
     """A key changed (revoked): drop it here and mark it denied for other processes."""
+    _GENERATION[0] += 1
     _LOCAL.pop(key_hash, None)
     cache_call("set", CACHE_KEY.format(key_hash), _DENIED, CACHE_TIMEOUT)
 

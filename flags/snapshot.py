@@ -70,6 +70,8 @@ class Compiled:
 
 _LOCAL: dict[int, tuple[Compiled, float]] = {}
 _REFRESH = threading.Lock()
+# Bumped by invalidate_local: a refresh that started before it must not store its result.
+_GENERATION = [0]
 _clock = time.monotonic
 
 
@@ -95,6 +97,7 @@ def load(environment_id: int) -> Compiled:
 
 def invalidate_local() -> None:
     """Forget every snapshot of this process (called on commit of any flag change)."""
+    _GENERATION[0] += 1
     _LOCAL.clear()
 
 
@@ -117,15 +120,17 @@ def cache_call(method: str, *args: Any) -> Any:
 
 def _refresh(environment_id: int) -> Compiled:
     now = _clock()
+    generation = _GENERATION[0]
     entry = _LOCAL.get(environment_id)
     if entry is not None and now - entry[1] < settings.FLAGS_SNAPSHOT_TTL:
         return entry[0]  # refreshed by the thread we waited for
     version = _current_version(environment_id)
     if entry is not None and version <= entry[0].version:
-        _LOCAL[environment_id] = (entry[0], now)
-        return entry[0]
-    compiled = _compile(environment_id, version)
-    _LOCAL[environment_id] = (compiled, now)
+        compiled = entry[0]
+    else:
+        compiled = _compile(environment_id, version)
+    if _GENERATION[0] == generation:
+        _LOCAL[environment_id] = (compiled, now)
     return compiled
 
 

@@ -547,6 +547,9 @@ def _unique_slug(base: str, taken: set[str], max_length: int = 100) -> str:
     return candidate
 
 
+# Path segments of /rollouts/ pages and the API that a rollout key must not shadow.
+_RESERVED_KEYS = {"templates", "new", "create", "releases", "events"}
+
 _FLAG_SUFFIX = {
     "feature_flag": "",
     "canary": "-canary",
@@ -656,6 +659,8 @@ def rollout_create(
         phases, template = _template_plan(spec, template)
     clean = _clean_phases(phases, strategy_key=strategy, tz=tz, allow_decreasing=allow_decreasing)
     if key:
+        if key in _RESERVED_KEYS:
+            raise ApplicationError(f"{key!r} is reserved; choose another key.", field="key")
         if not re.fullmatch(r"[-a-zA-Z0-9_]+", key):
             raise ApplicationError(
                 "The key may use letters, digits, '-' and '_' only.", field="key"

@@ -13,7 +13,7 @@ FLAG = "e2e-checkout"
 
 @pytest.fixture
 def demo(transactional_db):
-    from tests.flags.conftest import clear_flag_caches
+    from tests.conftest import clear_flag_caches
 
     clear_flag_caches()
     call_command("load_demo")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from core import demo
 from core.demo import DEMO_PASSWORD
 from rollouts import services
-from tests.support.conftest import _clear_flag_caches
+from tests.conftest import clear_flag_caches as _clear_flag_caches
 from tests.support.factories import (
     UI,
     DocLinkFactory,

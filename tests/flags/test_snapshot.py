@@ -391,3 +391,18 @@ def test_environment_client_state__semver_or_equal__rewritten_for_unleash_sdks_s
             },
         }
         assert rewritten.is_enabled("app", ctx) == original.is_enabled("app", ctx), ctx
+
+
+def test_get_snapshot__invalidated_while_refreshing__stale_result_not_kept(env, monkeypatch):
+    real_compile = snapshot._compile
+
+    def compile_then_commit_elsewhere(environment_id, version):
+        compiled = real_compile(environment_id, version)
+        _bump_elsewhere(env)  # another thread of this process commits a change meanwhile...
+        snapshot.invalidate_local()  # ...and its on-commit hook runs
+        return compiled
+
+    monkeypatch.setattr(snapshot, "_compile", compile_then_commit_elsewhere)
+    assert "b" not in snapshot.get_snapshot(env.id)
+    monkeypatch.setattr(snapshot, "_compile", real_compile)
+    assert "b" in snapshot.get_snapshot(env.id)

@@ -54,6 +54,7 @@ def _process_env() -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="config.settings",
         PYTHONUNBUFFERED="1",
         CONN_MAX_AGE="0",
+        CACHE_KEY_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
     )
     return env
 

@@ -18,7 +18,7 @@ from UnleashClient import UnleashClient
 
 from flags import engine, services, snapshot
 from flags.models import Environment, Flag
-from tests.flags.conftest import clear_flag_caches
+from tests.conftest import clear_flag_caches
 
 N_CONTEXTS = 250
 PLANS = ["free", "pro", "enterprise", "Pro"]

