@@ -5,8 +5,9 @@ It uses a dedicated database (`<name of DATABASE_URL's database>_bench_notices`,
 migrated at the start) and its own Celery queue, starts a local webhook receiver (threaded
 http.server that verifies every HMAC signature and counts arrivals per X-Rollcall-Delivery),
 creates 500 notices x 20 signed-webhook channels = 10,000 deliveries, then for 1 and for 2
-worker processes (prefork, concurrency 1 each) measures the time from dispatch (one sweep:
-render, queue the outbox rows, publish the tasks) until every delivery is sent.
+worker processes (prefork, concurrency 1 each; --pool/--concurrency change it) measures the
+time from dispatch (one sweep: render, queue the outbox rows, publish the tasks) until every
+delivery is sent.
 
 Reported per run: deliveries/s, lost (never arrived), duplicated (an id arriving twice),
 bad signatures; ratios: 2 workers / 1 worker, and each against a baseline in the same run
@@ -61,10 +62,14 @@ def child_env(db_url: str, queue: str) -> dict[str, str]:
     return env
 
 
-def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], name: str, log: Path, *, pool: str, concurrency: int
+) -> subprocess.Popen[bytes]:
+    level = os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=" + os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING"),
-         "--concurrency=1", "--without-mingle", "--without-gossip", f"--hostname={name}@%h"],
+        [sys.executable, "-m", "celery", "-A", "config", "worker", f"--loglevel={level}",
+         f"--pool={pool}", f"--concurrency={concurrency}", "--without-mingle", "--without-gossip",
+         f"--hostname={name}@%h"],
         cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
@@ -87,6 +92,8 @@ def main() -> int:
     parser.add_argument("--deliveries", type=int, default=10_000)
     parser.add_argument("--channels", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--pool", default="prefork", help="Celery pool of each worker.")
+    parser.add_argument("--concurrency", type=int, default=1, help="Pool size of each worker.")
     args = parser.parse_args()
     database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not database_url.startswith(("postgres", "postgresql")) or not redis_url:
@@ -94,7 +101,11 @@ def main() -> int:
         return 0
     db_url, db_name = bench_database_url(database_url)
     queue = f"bench-notices-{os.getpid()}"
-    print(f"bench database {db_name}, queue {queue}", flush=True)
+    print(
+        f"bench database {db_name}, queue {queue}; each worker: --pool={args.pool} "
+        f"--concurrency={args.concurrency}; load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     recreate_database(db_url, db_name)
     env = child_env(db_url, queue)
     subprocess.run(
@@ -108,7 +119,7 @@ def main() -> int:
     from django.utils import timezone
 
     from comms import channels, services
-    from comms.models import Audience, Channel, Delivery, Notice
+    from comms.models import Channel, Delivery, Notice
     from tests.comms.receivers import WebhookReceiver
 
     receiver = WebhookReceiver().start()
@@ -157,7 +168,13 @@ def main() -> int:
         total = Delivery.objects.count()
         logs = [Path(f"/tmp/bench-notices-worker-{workers}-{i}.log") for i in range(workers)]
         procs = [
-            start_worker(env, f"bench{workers}-{i}-{os.getpid()}", log)
+            start_worker(
+                env,
+                f"bench{workers}-{i}-{os.getpid()}",
+                log,
+                pool=args.pool,
+                concurrency=args.concurrency,
+            )
             for i, log in enumerate(logs)
         ]
         try:

@@ -35,12 +35,10 @@ class CommsConfig(AppConfig):
     verbose_name = "Communication"
 
     def ready(self) -> None:
+        from comms.support_views import register as register_support_panels
         from core.dashboard import register_panel
+        from rollouts.services import events_committed
 
         register_panel(notices_panel)
-        try:
-            from rollouts.services import events_committed
-        except ImportError:  # pragma: no cover - rollouts without the signal: sweep only
-            logger.warning("comms: rollouts.services.events_committed is missing; sweep only")
-            return
+        register_support_panels()
         events_committed.connect(on_events_committed, dispatch_uid="comms.events_committed")

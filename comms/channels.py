@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import smtplib
-import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -260,6 +259,6 @@ def send_email(message: Message) -> Result:
         if 400 <= exc.smtp_code < 500:
             raise TransientDeliveryError(error, status=exc.smtp_code) from exc
         raise PermanentDeliveryError(error, status=exc.smtp_code) from exc
-    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         raise TransientDeliveryError(f"Could not send the email: {exc}") from exc
     return Result(status=250, detail="accepted")

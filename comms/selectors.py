@@ -370,7 +370,7 @@ def dashboard_notices(*, now: datetime, limit: int = 5) -> dict[str, list[Notice
     )
     upcoming.sort(key=lambda n: (n.send_at is None, n.send_at or now))
     recent = list(
-        base.filter(state__in=Notice.FINAL_STATES + (Notice.State.SENDING,))
+        base.filter(state__in=(*Notice.FINAL_STATES, Notice.State.SENDING))
         .exclude(state=Notice.State.CANCELLED)
         .order_by("-updated_at", "-id")[:limit]
     )
@@ -401,8 +401,8 @@ def template_list() -> list[NoticeTemplate]:
 def delivery_targets(audiences: Sequence[Audience]) -> dict[int, list[Channel]]:
     """Enabled channels per audience id (one query)."""
     result: dict[int, list[Channel]] = {a.id: [] for a in audiences}
-    for channel in Channel.objects.filter(
-        audience__in=audiences, is_enabled=True
-    ).select_related("audience"):
+    for channel in Channel.objects.filter(audience__in=audiences, is_enabled=True).select_related(
+        "audience"
+    ):
         result[channel.audience_id].append(channel)
     return result

@@ -32,7 +32,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, F
 from django.utils import timezone
 
 from comms import channels as senders
@@ -274,7 +274,9 @@ def channel_create(
     if kind == Channel.Kind.WEBHOOK:
         channel.signing_secret = secrets.token_hex(32)
     channel.save()
-    logger.info("channel.created channel_id=%s audience_id=%s kind=%s", channel.id, audience.id, kind)
+    logger.info(
+        "channel.created channel_id=%s audience_id=%s kind=%s", channel.id, audience.id, kind
+    )
     return channel
 
 
@@ -777,7 +779,11 @@ def notice_update(
 
 @transaction.atomic
 def notice_schedule(
-    *, notice: Notice, send_at: datetime, actor: AbstractBaseUser | None, now: datetime | None = None
+    *,
+    notice: Notice,
+    send_at: datetime,
+    actor: AbstractBaseUser | None,
+    now: datetime | None = None,
 ) -> Notice:
     if send_at is None:
         raise ApplicationError("Choose when to send it.", field="send_at")
@@ -840,7 +846,7 @@ def _publish(delivery_ids: list[int]) -> None:
         with send_delivery.app.producer_or_acquire() as producer:
             for delivery_id in delivery_ids:
                 send_delivery.apply_async((delivery_id,), producer=producer)
-    except Exception:  # noqa: BLE001 - the broker is down: the sweep queues them again
+    except Exception:
         logger.exception(
             "delivery.enqueue_failed count=%s (the sweep re-queues them)", len(delivery_ids)
         )
@@ -877,9 +883,7 @@ def _facts(notice: Notice, now: datetime) -> _Facts:
             "environment", "owner", "release", "release__owner"
         ).get(pk=notice.rollout_id)
     release = notice.release if notice.release_id else (rollout.release if rollout else None)
-    phases = (
-        list(rollout.phases.select_related("segment").order_by("order")) if rollout else []
-    )
+    phases = list(rollout.phases.select_related("segment").order_by("order")) if rollout else []
     phase = next((p for p in phases if p.id == notice.phase_id), None)
     if phase is None and rollout is not None and notice.origin == Notice.Origin.MANUAL and phases:
         # A person writing about a rollout means its next phase (or the last one applied).
@@ -1156,30 +1160,39 @@ def delivery_send(
     Celery task retries with backoff); permanent failures and the last attempt end "failed".
     """
     started = _now(now)
-    with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update(of=("self",))
-            .select_related("notice", "notice__audience", "channel")
-            .filter(pk=delivery_id)
-            .first()
+    delivery = (
+        Delivery.objects.select_related("notice", "notice__audience", "channel")
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None:
+        return "missing"
+    if delivery.state not in Delivery.SENDABLE_STATES:
+        # Sent, failed, cancelled, or another attempt is in flight: nothing to do.
+        return delivery.state
+    channel = delivery.channel
+    if channel is None or not channel.is_enabled:
+        cancelled = Delivery.objects.filter(
+            pk=delivery_id, state__in=Delivery.SENDABLE_STATES
+        ).update(
+            state=DState.CANCELLED,
+            last_error="The channel was disabled or removed before sending.",
+            updated_at=started,
         )
-        if delivery is None:
-            return "missing"
-        if delivery.state not in Delivery.SENDABLE_STATES:
-            # Sent, failed, cancelled, or another attempt is in flight: nothing to do.
-            return delivery.state
-        channel = delivery.channel
-        if channel is None or not channel.is_enabled:
-            delivery.state = DState.CANCELLED
-            delivery.last_error = "The channel was disabled or removed before sending."
-            delivery.save(update_fields=["state", "last_error", "updated_at"])
-            transaction.on_commit(lambda: notice_finish(notice_id=delivery.notice_id))
-            return delivery.state
-        delivery.state = DState.SENDING
-        delivery.attempts += 1
-        delivery.started_at = started
-        delivery.save(update_fields=["state", "attempts", "started_at", "updated_at"])
-        message = senders.message_for(delivery=delivery, notice=delivery.notice, channel=channel)
+        if cancelled:
+            notice_finish(notice_id=delivery.notice_id, now=now)
+        return DState.CANCELLED
+    # Claim the attempt: one conditional UPDATE takes the row lock, checks the state and
+    # counts the attempt atomically; whoever updates no row lost the race and sends nothing.
+    claimed = Delivery.objects.filter(
+        pk=delivery_id, state=delivery.state, attempts=delivery.attempts
+    ).update(
+        state=DState.SENDING, attempts=F("attempts") + 1, started_at=started, updated_at=started
+    )
+    if not claimed:
+        return Delivery.objects.values_list("state", flat=True).get(pk=delivery_id)
+    delivery.attempts += 1
+    message = senders.message_for(delivery=delivery, notice=delivery.notice, channel=channel)
     attempt = delivery.attempts
     # The row is committed as "sending" before anything leaves: a worker that dies from here
     # on leaves a trace the sweep finds, and the resend carries the same idempotency id.
@@ -1290,9 +1303,7 @@ def notice_retry(
     now = _now(now)
     notice = _lock_notice(notice)
     if notice.state not in (State.FAILED, State.PARTIALLY_FAILED):
-        raise ApplicationError(
-            "Only notices with failed deliveries can be retried.", field="state"
-        )
+        raise ApplicationError("Only notices with failed deliveries can be retried.", field="state")
     ids = _retry(notice.deliveries.all(), now=now)
     if not ids:
         raise ApplicationError(
@@ -1532,9 +1543,7 @@ def rollout_notices_sync(*, rollout: Rollout, now: datetime | None = None) -> in
                 if selectors.rule_matches_phase(rule, times.phase):
                     desired[f"lead:{rule.id}:{times.phase.id}"] = (rule, times)
     changed = _cancel_notices(
-        Notice.objects.filter(
-            id__in=[n.id for key, n in existing.items() if key not in desired]
-        ),
+        Notice.objects.filter(id__in=[n.id for key, n in existing.items() if key not in desired]),
         note="Cancelled: the phase started, or it is no longer in the plan.",
     )
     for key, (rule, times) in desired.items():
@@ -1609,4 +1618,3 @@ def events_dispatch_pending(*, now: datetime | None = None, limit: int = 500) ->
         .values_list("id", flat=True)[:limit]
     )
     return sum(1 for event_id in ids if event_dispatch(event_id=event_id, now=now))
-

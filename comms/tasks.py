@@ -6,6 +6,8 @@ exponential backoff (2 s, 4 s, 8 s ... capped at 5 min, with jitter), 7 attempts
 
 from __future__ import annotations
 
+import contextlib
+
 from celery import shared_task
 
 from comms import services
@@ -62,7 +64,5 @@ def dispatch_notice(notice_id: int) -> bool:
 
 # Celery's autodiscovery imports `<app>.tasks` only: register the support engineer's tasks
 # (doc-link checks) that live in comms/support_tasks.py too.
-try:
+with contextlib.suppress(ImportError):
     from comms import support_tasks  # noqa: F401
-except ImportError:  # pragma: no cover - the module is optional
-    pass

@@ -26,9 +26,7 @@ urlpatterns = [
     path("audiences/<int:pk>/", views.audience_detail, name="audience"),
     path("audiences/<int:pk>/edit/", views.audience_edit, name="audience_edit"),
     path("audiences/<int:pk>/delete/", views.audience_delete, name="audience_delete"),
-    path(
-        "audiences/<int:audience_pk>/channels/new/", views.channel_create, name="channel_create"
-    ),
+    path("audiences/<int:audience_pk>/channels/new/", views.channel_create, name="channel_create"),
     path("channels/<int:pk>/", views.channel_edit, name="channel_edit"),
     path("channels/<int:pk>/rotate/", views.channel_rotate, name="channel_rotate"),
     path("channels/<int:pk>/delete/", views.channel_delete, name="channel_delete"),

@@ -374,7 +374,9 @@ def _template_form(request: HtmxHttpRequest, template: NoticeTemplate | None) ->
         )
     else:
         event = request.GET.get("event", "custom")
-        subject, body = templating.BUILTIN_TEMPLATES.get(event, templating.BUILTIN_TEMPLATES["custom"])
+        subject, body = templating.BUILTIN_TEMPLATES.get(
+            event, templating.BUILTIN_TEMPLATES["custom"]
+        )
         form = TemplateForm(initial={"event": event, "subject": subject, "body": body})
     return render_page(
         request,
@@ -592,9 +594,7 @@ def channel_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require("comms.view_communicationplan", "see communication plans")
 def plan(request: HtmxHttpRequest, key: str) -> HttpResponse:
-    rollout = get_object_or_404(
-        Rollout.objects.select_related("release", "environment"), key=key
-    )
+    rollout = get_object_or_404(Rollout.objects.select_related("release", "environment"), key=key)
     form = PlanRuleForm()
     if request.method == "POST":
         if not request.user.has_perm("comms.change_communicationplan"):
@@ -632,9 +632,7 @@ def plan(request: HtmxHttpRequest, key: str) -> HttpResponse:
         "planned": selectors.planned_notices(rollout, timezone.now()),
         "form": form,
     }
-    return render_page(
-        request, "comms/plan.html", context, status=400 if form.errors else 200
-    )
+    return render_page(request, "comms/plan.html", context, status=400 if form.errors else 200)
 
 
 @require("comms.change_communicationplan", "change plans")

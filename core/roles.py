@@ -27,6 +27,7 @@ ADMIN_ONLY_MODELS = {
     "rollouts.freezewindow",
     "rollouts.approvalpolicy",
     "comms.channel",
+    "comms.audience",
 }
 # Models holding secrets: Support may not even view them.
 SECRET_MODELS = {"flags.sdkkey", "comms.channel"}

@@ -15,7 +15,5 @@ urlpatterns = [
     path("notices/<int:pk>/send/", views.NoticeSendApi.as_view(), name="api-notice-send"),
     path("notices/<int:pk>/cancel/", views.NoticeCancelApi.as_view(), name="api-notice-cancel"),
     path("notices/<int:pk>/retry/", views.NoticeRetryApi.as_view(), name="api-notice-retry"),
-    path(
-        "deliveries/<int:pk>/retry/", views.DeliveryRetryApi.as_view(), name="api-delivery-retry"
-    ),
+    path("deliveries/<int:pk>/retry/", views.DeliveryRetryApi.as_view(), name="api-delivery-retry"),
 ]

@@ -50,7 +50,9 @@ class AudienceListCreateApi(APIView):
         return Response(s.AudienceOutputSerializer(audiences, many=True).data)
 
     @extend_schema(
-        tags=AUDIENCES, request=s.AudienceInputSerializer, responses={201: s.AudienceOutputSerializer}
+        tags=AUDIENCES,
+        request=s.AudienceInputSerializer,
+        responses={201: s.AudienceOutputSerializer},
     )
     def post(self, request: Request) -> Response:
         data = s.AudienceInputSerializer(data=request.data)
@@ -99,13 +101,17 @@ class TemplateListCreateApi(APIView):
         return Response(s.NoticeTemplateOutputSerializer(selectors.template_list(), many=True).data)
 
     @extend_schema(
-        tags=TEMPLATES, request=s.NoticeTemplateInputSerializer, responses={201: s.NoticeTemplateOutputSerializer}
+        tags=TEMPLATES,
+        request=s.NoticeTemplateInputSerializer,
+        responses={201: s.NoticeTemplateOutputSerializer},
     )
     def post(self, request: Request) -> Response:
         data = s.NoticeTemplateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         template = services.template_create(actor=request.user, **data.validated_data)
-        return Response(s.NoticeTemplateOutputSerializer(template).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.NoticeTemplateOutputSerializer(template).data, status=status.HTTP_201_CREATED
+        )
 
 
 class TemplateDetailApi(APIView):
@@ -117,10 +123,14 @@ class TemplateDetailApi(APIView):
 
     @extend_schema(tags=TEMPLATES, responses=s.NoticeTemplateOutputSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(s.NoticeTemplateOutputSerializer(get_object_or_404(NoticeTemplate, pk=pk)).data)
+        return Response(
+            s.NoticeTemplateOutputSerializer(get_object_or_404(NoticeTemplate, pk=pk)).data
+        )
 
     @extend_schema(
-        tags=TEMPLATES, request=s.NoticeTemplateUpdateSerializer, responses=s.NoticeTemplateOutputSerializer
+        tags=TEMPLATES,
+        request=s.NoticeTemplateUpdateSerializer,
+        responses=s.NoticeTemplateOutputSerializer,
     )
     def patch(self, request: Request, pk: int) -> Response:
         data = s.NoticeTemplateUpdateSerializer(data=request.data, partial=True)
@@ -166,7 +176,9 @@ class PlanApi(APIView):
         """The rollout's rules (the strategy's defaults until stored) and its planned notices."""
         return _plan_response(get_object_or_404(Rollout, key=key))
 
-    @extend_schema(tags=PLANS, request=s.NoticePlanInputSerializer, responses=s.NoticePlanOutputSerializer)
+    @extend_schema(
+        tags=PLANS, request=s.NoticePlanInputSerializer, responses=s.NoticePlanOutputSerializer
+    )
     def put(self, request: Request, key: str) -> Response:
         """Replace every rule; scheduled notices follow (moved, created or cancelled)."""
         rollout = get_object_or_404(Rollout, key=key)
@@ -228,7 +240,9 @@ class NoticeDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         return _notice_response(_notice(pk))
 
-    @extend_schema(tags=NOTICES, request=s.NoticeUpdateSerializer, responses=s.NoticeOutputSerializer)
+    @extend_schema(
+        tags=NOTICES, request=s.NoticeUpdateSerializer, responses=s.NoticeOutputSerializer
+    )
     def patch(self, request: Request, pk: int) -> Response:
         """Edit a draft or scheduled notice; `send_at: null` makes it a draft."""
         data = s.NoticeUpdateSerializer(data=request.data, partial=True)
@@ -249,7 +263,9 @@ class NoticeSendApi(APIView):
 class NoticeCancelApi(APIView):
     required_permissions = {"POST": "comms.change_notice"}
 
-    @extend_schema(tags=NOTICES, request=s.NoticeCancelSerializer, responses=s.NoticeOutputSerializer)
+    @extend_schema(
+        tags=NOTICES, request=s.NoticeCancelSerializer, responses=s.NoticeOutputSerializer
+    )
     def post(self, request: Request, pk: int) -> Response:
         data = s.NoticeCancelSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -70,7 +70,9 @@ class DeliveryFactory(factory.django.DjangoModelFactory):
         model = Delivery
 
     notice = factory.SubFactory(NoticeFactory)
-    channel = factory.SubFactory(ChannelFactory, audience=factory.SelfAttribute("..notice.audience"))
+    channel = factory.SubFactory(
+        ChannelFactory, audience=factory.SelfAttribute("..notice.audience")
+    )
     channel_kind = factory.LazyAttribute(lambda o: o.channel.kind)
     channel_name = factory.LazyAttribute(lambda o: o.channel.name)
     state = Delivery.State.QUEUED

@@ -61,7 +61,7 @@ class WebhookReceiver:
             # delayed ACKs between the header and body writes of each answer.
             disable_nagle_algorithm = True
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 with receiver.lock:
@@ -123,7 +123,7 @@ class SmtpReceiver:
         receiver = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            async def handle_DATA(self, server, session, envelope):
                 message = message_from_bytes(envelope.content, policy=policy.default)
                 receiver.messages.append(message)
                 return "250 Message accepted for delivery"

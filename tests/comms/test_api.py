@@ -72,7 +72,9 @@ def test_audiences__release_manager_cannot_create__admin_can(api, admin_api):
 
 
 def test_audiences__bad_timezone__400_field(admin_api):
-    response = admin_api.post("/api/v1/audiences/", {"name": "X", "timezone": "Nope"}, format="json")
+    response = admin_api.post(
+        "/api/v1/audiences/", {"name": "X", "timezone": "Nope"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["fields"] == {"timezone": [response.json()["message"]]}
 
@@ -127,7 +129,9 @@ def test_notices__send_now__sending_with_queued_deliveries(api):
     assert created.json()["state"] == "draft"
     assert sent.json()["state"] == "sending"
     assert [d["state"] for d in sent.json()["deliveries"]] == ["queued"]
-    assert again.status_code == 400 and again.json()["fields"] == {"state": [again.json()["message"]]}
+    assert again.status_code == 400 and again.json()["fields"] == {
+        "state": [again.json()["message"]]
+    }
 
 
 def test_notices__patch_send_at_null__back_to_draft(api):

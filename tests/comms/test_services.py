@@ -733,3 +733,18 @@ def test_notice_list__query_count_constant(django_assert_num_queries):
         many = selectors.notice_list()
     assert len(many) == len(few) + 20
     assert all(n.delivery_count == 1 for n in many)
+
+
+def test_notice_about_rollout__manual__phase_variables_are_the_next_phase(audiences):
+    rollout = started_rollout(10, 50, 100, now=T0)
+
+    notice = services.notice_create(
+        audience=audiences["support"], subject="Next: {{ phase.name }}",
+        body="Starts {{ start_time }} ({{ starts_in }}) for {{ exposure }}.", actor=None,
+        rollout=rollout, send_now=True, now=T0 + H,
+    )  # fmt: skip
+
+    assert notice.rendered_subject == "Next: 50%"
+    assert (
+        notice.rendered_text == "Starts Wed 6 Mar 2030, 10:00 CET (in 47 hours) for 50% of users."
+    )

@@ -124,7 +124,9 @@ def test_sweep_notices__due_notice_dispatched():
     assert notice.state == Notice.State.SENDING
 
 
-def test_events_committed__receiver_enqueues_ids_on_commit(monkeypatch, django_capture_on_commit_callbacks):
+def test_events_committed__receiver_enqueues_ids_on_commit(
+    monkeypatch, django_capture_on_commit_callbacks
+):
     sent: list[list[int]] = []
     monkeypatch.setattr(tasks.dispatch_events, "delay", lambda ids: sent.append(ids))
     with django_capture_on_commit_callbacks(execute=True):
@@ -143,7 +145,9 @@ def test_events_committed__broker_down__no_error(monkeypatch, django_capture_on_
     assert RolloutEvent.objects.filter(rollout=rollout, dispatched_at__isnull=True).exists()
 
 
-def test_notice_send__enqueued_after_commit_in_one_batch(monkeypatch, django_capture_on_commit_callbacks):
+def test_notice_send__enqueued_after_commit_in_one_batch(
+    monkeypatch, django_capture_on_commit_callbacks
+):
     published: list[int] = []
     monkeypatch.setattr(
         tasks.send_delivery, "apply_async", lambda args, producer=None: published.append(args[0])

@@ -13,7 +13,7 @@ from comms.templating import Link, LinkList
 from core.exceptions import ApplicationError
 
 NOW = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
-HOSTILE = '<script>alert(1)</script> **[pay](javascript:alert(1))** <img src=x onerror=alert(2)>'
+HOSTILE = "<script>alert(1)</script> **[pay](javascript:alert(1))** <img src=x onerror=alert(2)>"
 
 
 def render(body: str, subject: str = "S", **values):
@@ -86,7 +86,9 @@ def test_render__hostile_release_name__literal_everywhere():
 
 
 def test_render__markdown_in_value__not_interpreted():
-    out = render("{{ release.summary }}", **{"release.summary": "# Big\n\n[link](https://evil.example)"})
+    out = render(
+        "{{ release.summary }}", **{"release.summary": "# Big\n\n[link](https://evil.example)"}
+    )
     assert "<h1>" not in out.html and "<a " not in out.html
     assert "[link](https://evil.example)" in out.html
 

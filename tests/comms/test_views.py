@@ -248,7 +248,12 @@ def test_channel_create__webhook__secret_shown_once(admin_client_role):
     audience = AudienceFactory()
     response = admin_client_role.post(
         reverse("comms:channel_create", args=[audience.pk]),
-        {"kind": "webhook", "name": "Hook", "url": "https://hooks.example.com/x", "is_enabled": "on"},
+        {
+            "kind": "webhook",
+            "name": "Hook",
+            "url": "https://hooks.example.com/x",
+            "is_enabled": "on",
+        },
     )
     channel = Channel.objects.get()
     first = admin_client_role.get(reverse("comms:audience", args=[audience.pk])).content.decode()

@@ -8,3 +8,12 @@ def test_migrations__store_heartbeat_schedule_in_database():
     assert task.enabled
     assert task.interval.every == 30
     assert task.interval.period == "seconds"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "task",
+    ["core.heartbeat", "rollouts.sweep", "support.check_doc_links"],
+)
+def test_migrations__store_every_periodic_sweep(task):
+    assert PeriodicTask.objects.filter(task=task, enabled=True).exists()

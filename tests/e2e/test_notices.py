@@ -47,7 +47,9 @@ def test_compose__preview_schedule_and_sent(ui, transactional_db, make_user, rec
     assert email_html.locator("strong").inner_text() == "Heads-up:"
     assert "<b>" not in email_html.inner_html()  # the writer's raw HTML is escaped
     assert "used by this audience" in preview.locator("[data-kind=webhook]").inner_text()
-    assert '"schema": "rollcall.notice/v1"' in preview.locator("[data-kind=webhook] pre").inner_text()
+    assert (
+        '"schema": "rollcall.notice/v1"' in preview.locator("[data-kind=webhook] pre").inner_text()
+    )
     ui.audit()
 
     send_at = (timezone.now() + timedelta(hours=2)).astimezone(zone("Europe/Berlin"))

@@ -52,9 +52,7 @@ def test_worker_killed_mid_send__every_delivery_arrives__none_processed_twice(
         apps, name="Notices: due notices and stuck deliveries sweep", task="comms.sweep_notices",
         every_seconds=1,
     )  # fmt: skip
-    audience = services.audience_create(
-        name="Partners", kind=Audience.Kind.CUSTOM, actor=None
-    )
+    audience = services.audience_create(name="Partners", kind=Audience.Kind.CUSTOM, actor=None)
     for i in range(CHANNELS):
         channel = services.channel_create(
             audience=audience, kind=Channel.Kind.WEBHOOK, name=f"Partner {i}",

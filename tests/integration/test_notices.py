@@ -22,8 +22,8 @@ from comms.models import Audience, Channel, Delivery, Notice, PlanRule
 from core.schedules import ensure_periodic_task
 from rollouts import services as rollout_services
 from rollouts.models import Phase, RolloutEvent
-from tests.integration.conftest import Processes
 from tests.comms.receivers import SmtpReceiver, WebhookReceiver
+from tests.integration.conftest import Processes
 from tests.rollouts.factories import EnvironmentFactory, ReleaseFactory, make_rollout, phase
 
 SOAK = timedelta(seconds=6)
@@ -149,7 +149,9 @@ def test_rollout_run_by_celery__plan_notices_arrive_exactly_once_on_time_signed(
     assert set(Notice.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"sent"}
 
     # Every delivery arrived once, signed correctly.
-    deliveries = {str(d.idempotency_key): d for d in Delivery.objects.filter(notice__rollout=rollout)}
+    deliveries = {
+        str(d.idempotency_key): d for d in Delivery.objects.filter(notice__rollout=rollout)
+    }
     http_ids = {k for k, d in deliveries.items() if d.channel_kind != "email"}
     assert webhook.bad_signatures == []
     assert set(webhook.processed) == http_ids
