@@ -24,7 +24,7 @@ var:
 
 run: install var
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo
+	LOG_LEVEL=WARNING $(BIN)/python manage.py load_demo
 	@echo ""
 	@echo "  Rollcall is starting at http://127.0.0.1:$(PORT)"
 	@echo "  Demo logins (password: rollcall-demo):"
