@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: install run test lint format bench lock clean
+.PHONY: install dirs run test lint format bench lock clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -19,10 +19,10 @@ node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-var:
-	@mkdir -p var/celery/broker var/celery/processed
+dirs:
+	@mkdir -p var/celery/broker var/celery/processed var/celery/control var/staticfiles
 
-run: install var
+run: install dirs
 	$(BIN)/python manage.py migrate --noinput
 	LOG_LEVEL=WARNING $(BIN)/python manage.py load_demo
 	@echo ""
@@ -42,10 +42,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint var
+test: lint dirs
 	$(BIN)/pytest
 
-bench: install var
+bench: install dirs
 	$(BIN)/python bench/run_all.py
 
 # Re-resolve requirements.in into the pinned lock file.
