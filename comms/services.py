@@ -1465,6 +1465,11 @@ def _event_notices(
     kind = EVENT_NOTICES.get(event.kind)
     if kind is None:
         return []
+    if event.kind == Kind.HOLD_CLEARED and (event.data or {}).get("to_state", "running") != (
+        Rollout.State.RUNNING
+    ):
+        # The hold is gone but the rollout stays paused for a person: nothing resumed yet.
+        return []
     phase = _event_phase(event, rollout, phases)
     rules = [
         r

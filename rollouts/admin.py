@@ -11,7 +11,16 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from core.exceptions import ApplicationError
 from rollouts import services
-from rollouts.models import Phase, Release, Rollout, RolloutEvent
+from rollouts.models import (
+    Approval,
+    ApprovalPolicy,
+    FreezeWindow,
+    Hold,
+    Phase,
+    Release,
+    Rollout,
+    RolloutEvent,
+)
 
 ADMIN = RolloutEvent.Source.UI
 
@@ -94,7 +103,8 @@ class RolloutAdmin(SimpleHistoryAdmin):
     readonly_fields = (
         "key", "release", "environment", "strategy", "flag", "state", "current_phase_index",
         "phase_started_at", "next_due_at", "captured_state", "started_at", "finished_at",
-        "paused_at", "paused_for", "version",
+        "paused_at", "paused_for", "version", "alert_secret", "alert_matchers",
+        "alert_auto_resume", "rollback_mode", "held_from",
     )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -118,3 +128,50 @@ class RolloutEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --------------------------------------------------------------------------------------------
+# Rollout safety: read here, changed through the pages and the API (the services move the due
+# times of live rollouts when windows or policies change, which a plain admin save would not).
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(FreezeWindow)
+class FreezeWindowAdmin(_ReadOnlyAdmin):
+    list_display = ("name", "kind", "environment", "timezone", "cron", "starts_at", "is_active")
+    list_filter = ("kind", "environment", "is_active")
+    search_fields = ("name", "reason")
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "environment", "min_percentage", "approvals_required", "allow_self_approval",
+        "requires_completed_in",
+    )  # fmt: skip
+
+
+@admin.register(Approval)
+class ApprovalAdmin(_ReadOnlyAdmin):
+    list_display = ("rollout", "phase", "state", "required", "requested_by", "requested_at")
+    list_filter = ("state",)
+    search_fields = ("rollout__key",)
+    list_select_related = ("rollout", "phase", "requested_by")
+
+
+@admin.register(Hold)
+class HoldAdmin(_ReadOnlyAdmin):
+    list_display = ("rollout", "kind", "reason", "held_at", "cleared_at", "alert_fingerprint")
+    list_filter = ("kind",)
+    search_fields = ("rollout__key", "reason", "alert_fingerprint")
+    list_select_related = ("rollout",)

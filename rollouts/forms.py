@@ -21,7 +21,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from flags.models import FLAG_KEY_PATTERN, Environment, Flag
-from rollouts.models import Phase, Release, Rollout
+from rollouts.models import FreezeWindow, Phase, Release, Rollout
 from rollouts.strategies import STRATEGIES, TEMPLATES
 
 MAX_PHASES = 50
@@ -35,6 +35,8 @@ PHASE_FIELDS = (
     "soak_unit",
     "gate",
     "notes",
+    "requires_approval",
+    "checklist",
 )
 SOAK_UNITS = (("minutes", "minutes"), ("hours", "hours"), ("days", "days"))
 SOAK_SECONDS = {"minutes": 60, "hours": 3600, "days": 86400}
@@ -239,6 +241,17 @@ class PhaseForm(forms.Form):
     soak_unit = forms.ChoiceField(choices=SOAK_UNITS, initial="hours", label="Soak unit")
     gate = forms.ChoiceField(choices=Phase.Gate.choices, label="Gate")
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    requires_approval = forms.BooleanField(
+        required=False,
+        label="Needs approval",
+        help_text="Someone other than the requester approves before it starts.",
+    )
+    checklist = forms.CharField(
+        required=False,
+        label="Checklist",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Steps a person ticks before it starts, one a line (e.g. Staging sign-off).",
+    )
 
     def __init__(self, *args: Any, segment_choices: Sequence[tuple[Any, str]] = (), **kw: Any):
         super().__init__(*args, **kw)
@@ -259,6 +272,8 @@ class PhaseForm(forms.Form):
             "soak": soak,
             "gate": d["gate"],
             "notes": d.get("notes", ""),
+            "requires_approval": bool(d.get("requires_approval")),
+            "checklist": [line.strip() for line in (d.get("checklist") or "").splitlines()],
         }
 
 
@@ -286,6 +301,13 @@ def row_from_phase(phase: Phase | Mapping[str, Any], tz: ZoneInfo) -> dict[str, 
     segment = get("segment_id") if not isinstance(phase, Mapping) else phase.get("segment")
     soak_value, soak_unit = soak_split(get("soak"))
     pct = get("percentage")
+    if isinstance(phase, Mapping):
+        steps = phase.get("checklist") or []
+        checklist = steps if isinstance(steps, str) else "\n".join(str(x) for x in steps)
+        approval = phase.get("requires_approval")
+    else:
+        checklist = "\n".join(item.label for item in phase.checklist.all()) if phase.pk else ""
+        approval = phase.requires_approval
     return {
         "name": get("name") or "",
         "percentage": "" if pct is None else str(pct),
@@ -296,6 +318,8 @@ def row_from_phase(phase: Phase | Mapping[str, Any], tz: ZoneInfo) -> dict[str, 
         "soak_unit": soak_unit,
         "gate": get("gate") or Phase.Gate.AUTOMATIC,
         "notes": get("notes") or "",
+        "requires_approval": "on" if approval else "",
+        "checklist": checklist,
     }
 
 
@@ -313,6 +337,8 @@ def blank_row(previous: Mapping[str, str] | None = None) -> dict[str, str]:
         "soak_unit": "days",
         "gate": Phase.Gate.AUTOMATIC,
         "notes": "",
+        "requires_approval": "",
+        "checklist": "",
     }
 
 
@@ -392,3 +418,154 @@ def add_service_error(forms_: Sequence[PhaseForm], *, field: str | None, message
                 form.add_error(None, message)
             return True
     return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollout safety
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(
+        max_length=2000, required=False, strip=True, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class AlertSettingsForm(forms.Form):
+    alert_policy = forms.ChoiceField(
+        choices=Rollout.AlertPolicy.choices, label="When an alert fires"
+    )
+    alert_matchers = forms.CharField(
+        required=False,
+        label="Label matchers",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='One a line, like Alertmanager: service="checkout", severity=~"page|critical". '
+        "Alerts labelled rollout=<this key> always count.",
+    )
+    alert_auto_resume = forms.BooleanField(
+        required=False,
+        label="Resume on its own when the alerts resolve",
+        help_text="Otherwise a person resumes it.",
+    )
+    rotate_secret = forms.BooleanField(required=False, label="Make a new webhook secret")
+
+
+DURATION_UNITS = (("minutes", "minutes"), ("hours", "hours"), ("days", "days"))
+
+
+class WindowForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    kind = forms.ChoiceField(choices=FreezeWindow.Kind.choices, initial=FreezeWindow.Kind.DENY)
+    environment = forms.ModelChoiceField(
+        queryset=Environment.objects.all(),
+        required=False,
+        empty_label="Every environment",
+        widget=FastSelect,
+    )
+    timezone = forms.ChoiceField(
+        choices=timezone_choices, initial="UTC", widget=FastSelect, label="Time zone"
+    )
+    schedule = forms.ChoiceField(
+        choices=(("once", "Once: from a date to a date"), ("cron", "Recurring: cron + duration")),
+        initial="once",
+        widget=forms.RadioSelect,
+        label="When",
+    )
+    starts_at = forms.DateTimeField(
+        required=False,
+        input_formats=[DATETIME_LOCAL, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
+        label="Starts",
+    )
+    ends_at = forms.DateTimeField(
+        required=False,
+        input_formats=[DATETIME_LOCAL, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
+        label="Ends",
+    )
+    cron = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Cron",
+        help_text="minute hour day month weekday, in the time zone: 0 9 * * 1-5 is 09:00 "
+        "Monday to Friday.",
+    )
+    duration_value = forms.IntegerField(required=False, min_value=1, label="Lasts")
+    duration_unit = forms.ChoiceField(choices=DURATION_UNITS, initial="hours", label="Unit")
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def service_kwargs(self) -> dict[str, Any]:
+        d = self.cleaned_data
+        recurring = d["schedule"] == "cron"
+        duration = None
+        if recurring and d.get("duration_value"):
+            duration = timedelta(seconds=d["duration_value"] * SOAK_SECONDS[d["duration_unit"]])
+        return {
+            "name": d["name"],
+            "kind": d["kind"],
+            "environment": d.get("environment"),
+            "timezone_name": d["timezone"],
+            "starts_at": None if recurring else d.get("starts_at"),
+            "ends_at": None if recurring else d.get("ends_at"),
+            "cron": d.get("cron", "") if recurring else "",
+            "duration": duration,
+            "reason": d.get("reason", ""),
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        tz = data.get("timezone") or "UTC"
+        # Date-times are wall-clock times in the window's own time zone.
+        for name in ("starts_at", "ends_at"):
+            value = data.get(name)
+            if value is not None:
+                naive = timezone.make_naive(value) if timezone.is_aware(value) else value
+                data[name] = naive.replace(tzinfo=ZoneInfo(tz))
+        return data
+
+
+class PolicyForm(forms.Form):
+    min_percentage = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        label="Approval from",
+        help_text="Phases reaching this exposure (%) need approval; 0: every phase; empty: "
+        "only phases marked in the plan.",
+    )
+    approvals_required = forms.IntegerField(
+        min_value=1, max_value=10, initial=1, label="Approvers needed"
+    )
+    allow_self_approval = forms.BooleanField(
+        required=False, label="The requester may approve their own request"
+    )
+    requires_completed_in = forms.ModelChoiceField(
+        queryset=Environment.objects.all(),
+        required=False,
+        empty_label="No promotion required",
+        label="Release must complete first in",
+    )
+
+
+class CalendarQuery:
+    """The calendar's view, date, environment and display time zone, from the query string."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.view = data.get("view") if data.get("view") in ("month", "week") else "month"
+        tz_name = str(data.get("tz") or "UTC")
+        try:
+            self.tz = ZoneInfo(tz_name) if tz_name in _zones() else ZoneInfo("UTC")
+        except (KeyError, ValueError):
+            self.tz = ZoneInfo("UTC")
+        self.environment = str(data.get("environment") or "")[:64]
+        today = timezone.localdate(timezone=self.tz)
+        raw = str(data.get("date") or "")
+        try:
+            self.date = datetime.strptime(raw, "%Y-%m-%d").date() if raw else today
+        except ValueError:
+            self.date = today
+        self.today = today
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset({*zoneinfo.available_timezones(), "UTC"})

@@ -1,5 +1,10 @@
-"""Incoming webhooks (Alertmanager) at /hooks/."""
+"""Incoming webhooks (Alertmanager) at /hooks/ (no trailing slash, CSRF-exempt)."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from rollouts import hook_views
+
+urlpatterns = [
+    path("alertmanager", hook_views.alertmanager, name="alertmanager-hook"),
+    path("alertmanager/<str:secret>", hook_views.alertmanager, name="alertmanager-hook-secret"),
+]

@@ -66,6 +66,10 @@ class Rollout(BaseModel):
         HOLD = "hold", "Hold the rollout"
         ROLLBACK = "rollback", "Roll back"
 
+    class RollbackMode(models.TextChoices):
+        RESTORE = "restore", "Restore the rules from before the rollout"
+        FREEZE = "freeze", "Freeze at the current exposure"
+
     key = models.SlugField(
         max_length=100, unique=True, help_text="Stable id, e.g. for Alertmanager's `rollout` label."
     )
@@ -97,7 +101,21 @@ class Rollout(BaseModel):
     alert_policy = models.CharField(
         max_length=16, choices=AlertPolicy.choices, default=AlertPolicy.HOLD
     )
-    alert_secret = models.CharField(max_length=64, blank=True)
+    alert_secret = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="Secret of the Alertmanager webhook."
+    )
+    # Alertmanager matchers, one a line (`service="checkout"`, `severity=~"critical|page"`):
+    # a firing alert whose labels match them all (or whose `rollout` label is the key) counts.
+    alert_matchers = models.TextField(blank=True)
+    alert_auto_resume = models.BooleanField(
+        default=False,
+        help_text="Resume on its own once every alert that held it is resolved.",
+    )
+    # How it was rolled back: the pre-rollout rules restored, or frozen at the exposure it had.
+    rollback_mode = models.CharField(max_length=16, choices=RollbackMode.choices, blank=True)
+    # The state a held rollout returns to once its last hold is cleared (running, paused or
+    # scheduled); blank when not held.
+    held_from = models.CharField(max_length=16, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # The soak clock stops while a rollout is paused or held: when the pause began, and how
@@ -109,6 +127,10 @@ class Rollout(BaseModel):
 
     class Meta:
         ordering = ("-created_at",)
+        permissions = [
+            ("approve_rollout", "Can approve or decline gated rollout phases"),
+            ("override_freeze", "Can advance a rollout inside a freeze window (with a reason)"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(current_phase_index__gte=-1), name="phase_index_valid"
@@ -161,6 +183,9 @@ class Phase(BaseModel):
     start_at = models.DateTimeField(null=True, blank=True)
     soak = models.DurationField(null=True, blank=True)
     gate = models.CharField(max_length=16, choices=Gate.choices, default=Gate.AUTOMATIC)
+    requires_approval = models.BooleanField(
+        default=False, help_text="Someone other than the requester approves before it starts."
+    )
     notes = models.TextField(blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
     history = HistoricalRecords(excluded_fields=["updated_at"])
@@ -200,6 +225,8 @@ class RolloutEvent(models.Model):
         APPROVED = "approved", "Approved"
         DECLINED = "declined", "Declined"
         OVERRIDE = "override", "Override"
+        CHECKLIST_TICKED = "checklist_ticked", "Checklist item ticked"
+        CHECKLIST_UNTICKED = "checklist_unticked", "Checklist item unticked"
         NOTE = "note", "Note"
 
     class Source(models.TextChoices):
@@ -234,3 +261,242 @@ class RolloutEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rollout_id} {self.kind} at {self.at.isoformat()}"
+
+
+# --------------------------------------------------------------------------------------------
+# Safety: testing-protocol checklists, approvals, holds, freeze windows, environment policies
+
+
+class ChecklistItem(BaseModel):
+    """One step of a phase's testing protocol ("staging sign-off"), ticked by a person."""
+
+    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="checklist")
+    position = models.PositiveSmallIntegerField(default=0)
+    label = models.CharField(max_length=200)
+    ticked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ticked_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ("phase", "position", "id")
+        indexes = [models.Index(fields=["phase", "ticked_at"], name="checklist_open")]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def is_ticked(self) -> bool:
+        return self.ticked_at is not None
+
+
+class Approval(BaseModel):
+    """A request that people other than the requester approve a phase before it starts."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DECLINED = "declined", "Declined"
+        CANCELLED = "cancelled", "Cancelled"
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="approvals")
+    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="approvals")
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    required = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    allow_self_approval = models.BooleanField(default=False)
+    why = models.CharField(max_length=300, blank=True, help_text="Which rule asks for it.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-requested_at", "-id")
+        constraints = [
+            # At most one open (or granted) request per phase: a retry never asks twice.
+            models.UniqueConstraint(
+                fields=["phase"],
+                condition=models.Q(state__in=["pending", "approved"]),
+                name="one_live_approval_per_phase",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(required__gte=1, required__lte=10), name="approval_required_1_10"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"approval of {self.phase} ({self.state})"
+
+
+class ApprovalDecision(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        DECLINE = "decline", "Declined"
+
+    approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="decisions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("at", "id")
+        constraints = [
+            models.UniqueConstraint(fields=["approval", "user"], name="one_decision_per_person")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.decision} {self.approval_id}"
+
+
+class Hold(BaseModel):
+    """Why a rollout is held: while any hold is active the clock stops and exposure stays."""
+
+    class Kind(models.TextChoices):
+        MANUAL = "manual", "Held by a person"
+        ALERT = "alert", "Alert firing"
+        FREEZE = "freeze", "Freeze window"
+        DECLINED = "declined", "Approval declined"
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="holds")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.TextField(blank=True)
+    source = models.CharField(max_length=16, choices=RolloutEvent.Source.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    held_at = models.DateTimeField()
+    # Alerts: `fingerprint@startsAt` identifies one firing of one alert (re-sends are no-ops).
+    alert_key = models.CharField(max_length=200, blank=True)
+    alert_fingerprint = models.CharField(max_length=128, blank=True, db_index=True)
+    alert_name = models.CharField(max_length=200, blank=True)
+    alert_labels = models.JSONField(default=dict, blank=True)
+    approval = models.ForeignKey(
+        Approval, null=True, blank=True, on_delete=models.SET_NULL, related_name="holds"
+    )
+    window = models.ForeignKey(
+        "FreezeWindow", null=True, blank=True, on_delete=models.SET_NULL, related_name="holds"
+    )
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cleared_source = models.CharField(max_length=16, blank=True)
+    clear_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("held_at", "id")
+        indexes = [models.Index(fields=["rollout", "cleared_at"], name="hold_active")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout", "alert_key"],
+                condition=models.Q(kind="alert"),
+                name="one_hold_per_alert_firing",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.rollout_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.cleared_at is None
+
+
+class FreezeWindow(BaseModel):
+    """A deny window (no changes) or an allow window (changes only then), in a time zone.
+
+    One-off (`starts_at` .. `ends_at`) or recurring (`cron` in the window's time zone, each
+    occurrence lasting `duration` of wall-clock time). Deny beats allow. No environment means
+    every environment.
+    """
+
+    class Kind(models.TextChoices):
+        DENY = "deny", "Freeze (no changes)"
+        ALLOW = "allow", "Allowed hours (changes only then)"
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DENY)
+    environment = models.ForeignKey(
+        "flags.Environment",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="freeze_windows",
+        help_text="Empty: every environment.",
+    )
+    timezone = models.CharField(max_length=64, default="UTC")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    cron = models.CharField(max_length=100, blank=True, help_text="e.g. 0 9 * * 1-5")
+    duration = models.DurationField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ("kind", "name", "id")
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(cron="", starts_at__isnull=False, ends_at__isnull=False)
+                    | (~models.Q(cron="") & models.Q(duration__isnull=False))
+                ),
+                name="window_one_off_or_recurring",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApprovalPolicy(BaseModel):
+    """An environment's gates, set by admins: which phases need approval, by how many people,
+    and which environment a release must have completed first (promotion)."""
+
+    environment = models.OneToOneField(
+        "flags.Environment", on_delete=models.CASCADE, related_name="approval_policy"
+    )
+    min_percentage = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Phases reaching at least this exposure need approval (0: every phase; "
+        "empty: only phases marked in the plan).",
+    )
+    approvals_required = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    allow_self_approval = models.BooleanField(
+        default=False, help_text="The requester may approve their own request."
+    )
+    requires_completed_in = models.ForeignKey(
+        "flags.Environment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="A rollout here starts only once the same release completed there.",
+    )
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        verbose_name_plural = "approval policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(approvals_required__gte=1, approvals_required__lte=10),
+                name="policy_approvals_1_10",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"gates of {self.environment}"

@@ -10,6 +10,8 @@ Rules:
   after the previous phase was applied.
 - The soak clock stops while the rollout is paused or held (`Rollout.paused_for`).
 - A manual gate makes the phase wait for a person once it is due; the scheduler skips it.
+- Freeze and allow windows (`rollouts.windows`) move a due time to the next allowed moment:
+  `next_due_at(..., windows=...)` is when the scheduler may act, not only when the soak ends.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+from rollouts.windows import WindowSpec, next_allowed
 
 if TYPE_CHECKING:
     from rollouts.models import Phase, Rollout, RolloutEvent
@@ -69,22 +73,29 @@ def phase_due_at(
     return after_soak
 
 
-def next_due_at(rollout: Rollout, phases: Sequence[Phase]) -> datetime | None:
+def _allowed(at: datetime | None, windows: Sequence[WindowSpec]) -> datetime | None:
+    return next_allowed(at, windows) if at is not None and windows else at
+
+
+def next_due_at(
+    rollout: Rollout, phases: Sequence[Phase], *, windows: Sequence[WindowSpec] = ()
+) -> datetime | None:
     """When the rollout's next step is due, from stored facts (None: nothing is due).
 
     Scheduled: phase 0's `at` time (the start). Running: the next phase's due time (also for
     a manual gate, where it means "a person may continue from then"). Otherwise None: paused,
-    held, draft and final rollouts never become due on their own.
+    held, draft and final rollouts never become due on their own. With `windows`, the due
+    time moves to the next allowed moment (None if there is none within the horizon).
     """
     if rollout.state == SCHEDULED:
-        return phase_due_at(rollout, phases[0], None) if phases else None
+        return _allowed(phase_due_at(rollout, phases[0], None), windows) if phases else None
     if rollout.state != RUNNING:
         return None
     index = rollout.current_phase_index
     if index < 0 or index + 1 >= len(phases):
         return None
     previous = phases[index].applied_at or rollout.phase_started_at
-    return phase_due_at(rollout, phases[index + 1], previous)
+    return _allowed(phase_due_at(rollout, phases[index + 1], previous), windows)
 
 
 @dataclass(frozen=True)
@@ -102,13 +113,18 @@ class PhaseTimes:
 
 
 def projected_timeline(
-    rollout: Rollout, phases: Sequence[Phase], now: datetime
+    rollout: Rollout,
+    phases: Sequence[Phase],
+    now: datetime,
+    *,
+    windows: Sequence[WindowSpec] = (),
 ) -> list[PhaseTimes]:
     """Each phase's planned and actual start, projected from now for the phases to come.
 
     Overdue automatic phases are projected at `now` (the next tick); a manual gate has no
     planned start (it waits for a person) and neither have the phases after it, unless they
-    start at a fixed `at` time.
+    start at a fixed `at` time. With `windows`, projected starts wait for the next allowed
+    moment.
     """
     current = rollout.current_phase_index
     final = rollout.state in FINAL
@@ -131,7 +147,9 @@ def projected_timeline(
             continue
         if i == 0:
             plan = phase.start_at if phase.start_rule == AT else None
-            if plan is None and rollout.state == DRAFT:
+            if plan is not None:
+                plan = _allowed(plan, windows)
+            elif rollout.state == DRAFT:
                 plan = now  # "if started now"
         else:
             previous = starts[i - 1]
@@ -139,6 +157,7 @@ def projected_timeline(
             plan = phase_due_at(rollout, phase, previous, stopped_for=stopped)
             if plan is not None and i == current + 1 and plan < now:
                 plan = now  # overdue: the next tick
+            plan = _allowed(plan, windows)
             if phase.gate == MANUAL:
                 plan = None
         starts.append(plan)
@@ -169,14 +188,27 @@ def projected_timeline(
     return result
 
 
-def projected_end(rollout: Rollout, phases: Sequence[Phase], now: datetime) -> datetime | None:
+def projected_end(
+    rollout: Rollout,
+    phases: Sequence[Phase],
+    now: datetime,
+    *,
+    windows: Sequence[WindowSpec] = (),
+) -> datetime | None:
     """When the last phase starts (the rollout completes), or None if a person decides."""
     if rollout.state == COMPLETED:
         return rollout.finished_at
     if rollout.state in FINAL or not phases:
         return None
-    last = projected_timeline(rollout, phases, now)[-1]
+    last = projected_timeline(rollout, phases, now, windows=windows)[-1]
     return last.actual_start or last.planned_start
+
+
+def _runs_again(event: RolloutEvent) -> bool:
+    """A cleared hold restarts the clock only when the rollout runs again (auto-resume); an
+    older event without `to_state` counts as running again."""
+    data = getattr(event, "data", None) or {}
+    return data.get("to_state", RUNNING) in (RUNNING, SCHEDULED)
 
 
 @dataclass(frozen=True)
@@ -217,10 +249,13 @@ def exposure_steps(
         if kind == "advanced":
             actual.append((event.at, event.to_percentage or 0))
         elif kind == "rolled_back":
-            actual.append((event.at, 0))
+            # Restored: 0%. Frozen at the current exposure: the event names it.
+            actual.append((event.at, event.to_percentage or 0))
         if kind in ("paused", "held") and open_hold is None:
             open_hold = event.at
-        elif open_hold is not None and (kind in ("resumed", "hold_cleared") or kind in FINAL):
+        elif open_hold is not None and (
+            kind == "resumed" or kind in FINAL or (kind == "hold_cleared" and _runs_again(event))
+        ):
             holds.append((open_hold, event.at))
             open_hold = None
     if open_hold is not None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_duration
@@ -29,7 +31,19 @@ from core.exceptions import ApplicationError, ConflictError
 from flags.models import Environment, Flag, FlagState, Segment
 from flags.services import flag_create, flag_state_update
 from rollouts import scheduling, strategies
-from rollouts.models import Phase, Release, Rollout, RolloutEvent
+from rollouts import windows as windows_mod
+from rollouts.models import (
+    Approval,
+    ApprovalPolicy,
+    ChecklistItem,
+    FreezeWindow,
+    Hold,
+    Phase,
+    Release,
+    Rollout,
+    RolloutEvent,
+)
+from rollouts.windows import WindowSpec
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +53,15 @@ Source = RolloutEvent.Source
 
 ACTIONS = frozenset(
     {"edit_plan", "schedule", "start", "pause", "resume", "advance_now", "complete", "cancel",
-     "rollback"}
+     "rollback", "hold"}
 )  # fmt: skip
 LIVE_STATES = (State.SCHEDULED, State.RUNNING, State.PAUSED, State.HELD)
 STOPPED_STATES = (State.PAUSED, State.HELD)
+
+# Strategies whose rollback is always an instant switch back (no "freeze at current exposure").
+INSTANT_ROLLBACK = (Rollout.Strategy.CANARY, Rollout.Strategy.BLUE_GREEN)
+OVERRIDE_PERMISSION = "rollouts.override_freeze"
+APPROVE_PERMISSION = "rollouts.approve_rollout"
 
 # Sent on commit with the ids of the events a transaction wrote, so that consumers (notices)
 # react at once; they also sweep undispatched events, so nothing is lost if a receiver fails.
@@ -199,6 +218,442 @@ def _check_version(rollout: Rollout, expected_version: int | None) -> None:
             f"Rollout {rollout.key} was changed meanwhile (version {rollout.version}, you "
             f"edited {expected_version}). Reload to see the change and try again."
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Safety: freeze windows, gates (approvals, checklists, promotion) and holds
+#
+# Windows delay the *clock*: `next_due_at` is the next allowed moment, the scheduler never
+# moves a rollout inside a deny window, and a person needs `override_freeze` and a reason to
+# start, advance or complete inside one (recorded as an `override` event). Gates block every
+# move *into* the gated phase, by the clock or by a person, and nobody can override them.
+
+
+def window_spec(window: FreezeWindow) -> WindowSpec:
+    return WindowSpec(
+        id=window.id,
+        name=window.name,
+        kind=window.kind,
+        tz=window.timezone,
+        starts_at=window.starts_at,
+        ends_at=window.ends_at,
+        cron=window.cron,
+        duration=window.duration,
+        environment_id=window.environment_id,
+    )
+
+
+def window_specs(environment_id: int | None) -> list[WindowSpec]:
+    """The active windows that apply to an environment (its own and the global ones)."""
+    qs = FreezeWindow.objects.filter(is_active=True).filter(
+        Q(environment_id=environment_id) | Q(environment__isnull=True)
+    )
+    return [window_spec(w) for w in qs.order_by("id")]
+
+
+def _due(
+    rollout: Rollout, phases: Sequence[Phase], windows: Sequence[WindowSpec] | None = None
+) -> datetime | None:
+    """The rollout's next due time, moved to the next allowed moment of its windows."""
+    if rollout.state not in (State.SCHEDULED, State.RUNNING):
+        return None
+    if windows is None:
+        windows = window_specs(rollout.environment_id)
+    return scheduling.next_due_at(rollout, phases, windows=windows)
+
+
+def _may(actor: AbstractBaseUser | None, perm: str) -> bool:
+    user = _user(actor)
+    return bool(user is not None and user.has_perm(perm))
+
+
+def _local_words(at: datetime | None, tz_name: str) -> str:
+    if at is None:
+        return "with no allowed moment in the next year"
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    local = timezone.localtime(at, tz)
+    return f"until {local:%a %b} {local.day}, {local:%H:%M %Z}"
+
+
+def _check_window(
+    rollout: Rollout,
+    *,
+    now: datetime,
+    actor: AbstractBaseUser | None,
+    source: str,
+    doing: str,
+    override: bool,
+    reason: str,
+) -> None:
+    """Refuse a person's move inside a deny window (or outside the allowed hours), unless they
+    override it with the permission and a reason; the override is recorded."""
+    block = windows_mod.blocking(now, window_specs(rollout.environment_id))
+    if block is None:
+        return
+    when = _local_words(block.until, rollout.timezone)
+    if not override:
+        raise ApplicationError(
+            f"Cannot {doing} rollout {rollout.key} now: {block.words} {when}. Wait for it, or "
+            "override the window with a reason if you have the permission.",
+            field="override",
+            code="window_closed",
+        )
+    if not _may(actor, OVERRIDE_PERMISSION):
+        raise ApplicationError(
+            f"Overriding {block.words} needs the permission to override freezes "
+            "(Release managers or Admins).",
+            field="override",
+            code="forbidden",
+        )
+    if not (reason or "").strip():
+        raise ApplicationError(
+            f"Say why you override {block.words} (it is recorded in the event log).",
+            field="reason",
+        )
+    _record(
+        rollout,
+        kind=Kind.OVERRIDE,
+        source=source,
+        actor=actor,
+        at=now,
+        reason=reason.strip(),
+        from_phase=rollout.current_phase_index if rollout.current_phase_index >= 0 else None,
+        data={
+            "doing": doing,
+            "window": block.window.name if block.window else None,
+            "window_id": block.window.id if block.window else None,
+            "until": block.until.isoformat() if block.until else None,
+        },
+    )
+    logger.info(
+        "rollout.window_overridden rollout_id=%s window=%s doing=%s",
+        rollout.id, block.window.id if block.window else "allow-hours", doing,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """Why a phase needs approval, and how."""
+
+    required: int
+    allow_self_approval: bool
+    why: str
+
+
+def environment_policy(environment_id: int) -> ApprovalPolicy | None:
+    return (
+        ApprovalPolicy.objects.select_related("requires_completed_in", "environment")
+        .filter(environment_id=environment_id)
+        .first()
+    )
+
+
+def approval_rule(phase: Phase, policy: ApprovalPolicy | None) -> ApprovalRule | None:
+    """The approval a phase needs (from the plan and the environment's policy), or None."""
+    why: list[str] = []
+    if phase.requires_approval:
+        why.append("the plan asks for approval of this phase")
+    if policy is not None and policy.min_percentage is not None:
+        if policy.min_percentage == 0:
+            why.append("the environment's policy asks for approval of every phase")
+        elif (phase.percentage or 0) >= policy.min_percentage:
+            why.append(
+                f"the environment's policy asks for approval of phases reaching "
+                f"{policy.min_percentage}% or more"
+            )
+    if not why:
+        return None
+    return ApprovalRule(
+        required=policy.approvals_required if policy is not None else 1,
+        allow_self_approval=policy.allow_self_approval if policy is not None else False,
+        why="; ".join(why),
+    )
+
+
+def promotion_blocker(rollout: Rollout, policy: ApprovalPolicy | None) -> str | None:
+    """Why the rollout may not start yet: the same release must complete elsewhere first."""
+    if policy is None or policy.requires_completed_in_id is None:
+        return None
+    there = policy.requires_completed_in
+    others = list(
+        Rollout.objects.filter(release_id=rollout.release_id, environment_id=there.id)
+        .order_by("-created_at")
+        .values_list("key", "state")
+    )
+    if any(state == State.COMPLETED for _, state in others):
+        return None
+    release = rollout.release
+    if not others:
+        return (
+            f"{release} must complete in {there.name} before it starts in "
+            f"{rollout.environment.name}; it has no rollout there yet."
+        )
+    key, state = others[0]
+    return (
+        f"{release} must complete in {there.name} before it starts in "
+        f"{rollout.environment.name}; rollout {key} there is {State(state).label.lower()}."
+    )
+
+
+@dataclass
+class GateStatus:
+    """What a phase still waits for before anyone or anything may start it."""
+
+    phase: Phase
+    rule: ApprovalRule | None
+    approval: Approval | None  # the live (pending or granted) request
+    approvals_given: int
+    open_items: list[ChecklistItem]
+    promotion: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.rule is None or (
+            self.approval is not None and self.approval.state == Approval.State.APPROVED
+        )
+
+    @property
+    def satisfied(self) -> bool:
+        return self.approved and not self.open_items and self.promotion is None
+
+    @property
+    def blockers(self) -> list[str]:
+        name = f"Phase {self.phase.order + 1} ({self.phase.name})"
+        found: list[str] = []
+        if self.promotion:
+            found.append(self.promotion)
+        if not self.approved:
+            assert self.rule is not None
+            if self.approval is None:
+                found.append(f"{name} needs approval ({self.rule.why}); request it first.")
+            else:
+                found.append(
+                    f"{name} waits for approval: {self.approvals_given} of "
+                    f"{self.approval.required} given."
+                )
+        if self.open_items:
+            labels = ", ".join(f"“{i.label}”" for i in self.open_items)
+            found.append(f"{name} waits for its checklist: {labels} not ticked yet.")
+        return found
+
+
+def _live_approval(phase: Phase) -> Approval | None:
+    return (
+        Approval.objects.filter(
+            phase=phase, state__in=(Approval.State.PENDING, Approval.State.APPROVED)
+        )
+        .order_by("-requested_at", "-id")
+        .first()
+    )
+
+
+def gate_status(
+    rollout: Rollout, phase: Phase, *, policy: ApprovalPolicy | bool | None = False
+) -> GateStatus:
+    """The gates of `phase` now (a few queries). `policy=False` loads the environment's."""
+    if policy is False:
+        policy = environment_policy(rollout.environment_id)
+    assert policy is None or isinstance(policy, ApprovalPolicy)
+    rule = approval_rule(phase, policy)
+    approval = _live_approval(phase) if rule is not None else None
+    given = (
+        approval.decisions.filter(decision="approve").count()
+        if approval is not None and approval.state == Approval.State.PENDING
+        else (approval.required if approval is not None else 0)
+    )
+    items = list(phase.checklist.filter(ticked_at__isnull=True).order_by("position", "id"))
+    promotion = promotion_blocker(rollout, policy) if phase.order == 0 else None
+    return GateStatus(phase, rule, approval, given, items, promotion)
+
+
+def _requester(rollout: Rollout, actor: AbstractBaseUser | None) -> Any:
+    user = _user(actor)
+    return user if user is not None else rollout.owner
+
+
+def _request_approval(
+    rollout: Rollout,
+    phase: Phase,
+    rule: ApprovalRule,
+    *,
+    now: datetime,
+    actor: AbstractBaseUser | None,
+    source: str,
+) -> Approval:
+    approval = Approval.objects.create(
+        rollout=rollout,
+        phase=phase,
+        required=rule.required,
+        allow_self_approval=rule.allow_self_approval,
+        why=rule.why[:300],
+        requested_by=_requester(rollout, actor),
+        requested_at=now,
+    )
+    _record(
+        rollout,
+        kind=Kind.APPROVAL_REQUESTED,
+        source=source,
+        actor=actor,
+        at=now,
+        from_phase=rollout.current_phase_index if rollout.current_phase_index >= 0 else None,
+        to_phase=phase.order,
+        from_percentage=None,
+        to_percentage=phase.percentage,
+        reason=rule.why,
+        data={
+            "approval_id": approval.id,
+            "phase": phase.name,
+            "required": rule.required,
+            "requested_by": approval.requested_by.get_username() if approval.requested_by else None,
+        },
+    )
+    logger.info(
+        "approval.requested approval_id=%s rollout_id=%s phase=%s required=%s",
+        approval.id, rollout.id, phase.order, rule.required,
+    )  # fmt: skip
+    return approval
+
+
+def _refresh_gates(
+    rollout: Rollout,
+    phases: Sequence[Phase],
+    *,
+    now: datetime,
+    actor: AbstractBaseUser | None,
+    source: str,
+    policy: ApprovalPolicy | bool | None = False,
+) -> Approval | None:
+    """Keep approval requests in line with the rollout: the next phase of a live rollout has
+    one when it needs one; requests of other phases (or of finished rollouts) are withdrawn.
+    Returns the next phase's live request, if any. Caller holds the rollout's lock."""
+    index = rollout.current_phase_index + 1
+    live = rollout.state in LIVE_STATES
+    phase = phases[index] if live and 0 <= index < len(phases) else None
+    stale = Approval.objects.filter(rollout=rollout, state=Approval.State.PENDING)
+    if phase is not None:
+        stale = stale.exclude(phase=phase)
+    stale.update(state=Approval.State.CANCELLED, decided_at=now, updated_at=now)
+    if phase is None or rollout.state == State.HELD:
+        # Held: a declined request stays declined until a person resumes; then we ask again.
+        return None
+    if policy is False:
+        policy = environment_policy(rollout.environment_id)
+    assert policy is None or isinstance(policy, ApprovalPolicy)
+    rule = approval_rule(phase, policy)
+    current = _live_approval(phase)
+    if rule is None:
+        if current is not None and current.state == Approval.State.PENDING:
+            current.state = Approval.State.CANCELLED
+            current.decided_at = now
+            current.save(update_fields=["state", "decided_at", "updated_at"])
+        return None
+    if current is None:
+        current = _request_approval(rollout, phase, rule, now=now, actor=actor, source=source)
+    return current
+
+
+def _check_gates(rollout: Rollout, phase: Phase, doing: str) -> None:
+    status = gate_status(rollout, phase)
+    if not status.satisfied:
+        raise ApplicationError(
+            f"Cannot {doing} rollout {rollout.key} yet: " + " ".join(status.blockers),
+            field="gates",
+            code="promotion" if status.promotion else "gated",
+        )
+
+
+def _active_holds(rollout: Rollout) -> list[Hold]:
+    return list(rollout.holds.filter(cleared_at__isnull=True).order_by("held_at", "id"))
+
+
+def _clear_holds(
+    holds: Sequence[Hold],
+    *,
+    now: datetime,
+    actor: AbstractBaseUser | None,
+    source: str,
+    reason: str,
+) -> list[int]:
+    ids = [h.id for h in holds]
+    if ids:
+        Hold.objects.filter(pk__in=ids).update(
+            cleared_at=now,
+            cleared_by=_user(actor),
+            cleared_source=source,
+            clear_reason=reason,
+            updated_at=now,
+        )
+    return ids
+
+
+def _hold(
+    rollout: Rollout,
+    *,
+    kind: str,
+    reason: str,
+    source: str,
+    actor: AbstractBaseUser | None,
+    now: datetime,
+    approval: Approval | None = None,
+    window: FreezeWindow | None = None,
+    alert: dict[str, Any] | None = None,
+) -> Hold:
+    """Add a hold to a locked rollout: it becomes (or stays) held, its clock stopped."""
+    if rollout.state not in (State.SCHEDULED, State.RUNNING, State.PAUSED, State.HELD):
+        raise _illegal(rollout, "hold")
+    alert = alert or {}
+    hold = Hold.objects.create(
+        rollout=rollout,
+        kind=kind,
+        reason=reason,
+        source=source,
+        created_by=_user(actor),
+        held_at=now,
+        approval=approval,
+        window=window,
+        alert_key=str(alert.get("key", ""))[:200],
+        alert_fingerprint=str(alert.get("fingerprint", ""))[:128],
+        alert_name=str(alert.get("name", ""))[:200],
+        alert_labels=alert.get("labels") or {},
+    )
+    from_state = rollout.state
+    if rollout.state != State.HELD:
+        rollout.held_from = rollout.state
+        if rollout.paused_at is None:
+            rollout.paused_at = now
+        rollout.state = State.HELD
+        rollout.next_due_at = None
+        _save(rollout, actor, ["state", "held_from", "paused_at", "next_due_at"])
+    pct = _percentage(_phases(rollout), rollout.current_phase_index)
+    index = rollout.current_phase_index if rollout.current_phase_index >= 0 else None
+    _record(
+        rollout,
+        kind=Kind.HELD,
+        source=source,
+        actor=actor,
+        at=now,
+        reason=reason,
+        from_phase=index,
+        to_phase=index,
+        from_percentage=pct,
+        to_percentage=pct,
+        data={
+            "hold_id": hold.id,
+            "hold_kind": kind,
+            "from_state": from_state,
+            "already_held": from_state == State.HELD,
+            **({"alert": alert.get("name"), "fingerprint": alert.get("fingerprint")}
+               if alert else {}),
+        },
+    )  # fmt: skip
+    logger.info(
+        "rollout.held rollout_id=%s key=%s hold_id=%s kind=%s source=%s",
+        rollout.id, rollout.key, hold.id, kind, source,
+    )  # fmt: skip
+    return hold
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,9 +906,50 @@ def _clean_phases(
                 "soak": soak,
                 "gate": gate,
                 "notes": str(raw.get("notes") or ""),
+                "requires_approval": _as_bool(raw.get("requires_approval")),
+                "checklist": _as_checklist(raw.get("checklist"), f"{where}.checklist", label),
             }
         )
     return clean
+
+
+MAX_CHECKLIST_ITEMS = 20
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def _as_checklist(value: Any, where: str, label: str) -> list[str]:
+    """Checklist items from a list of strings or text with one item a line."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        raw_items: list[Any] = value.splitlines()
+    elif isinstance(value, list | tuple):
+        raw_items = list(value)
+    else:
+        raise ApplicationError(f"{label}: the checklist is a list of steps.", field=where)
+    items: list[str] = []
+    for item in raw_items:
+        if not isinstance(item, str):
+            raise ApplicationError(f"{label}: each checklist step is text.", field=where)
+        text = item.strip().lstrip("-*").strip()
+        if not text or text in items:
+            continue
+        if len(text) > 200:
+            raise ApplicationError(
+                f"{label}: the checklist step “{text[:40]}…” is longer than 200 characters.",
+                field=where,
+            )
+        items.append(text)
+    if len(items) > MAX_CHECKLIST_ITEMS:
+        raise ApplicationError(
+            f"{label}: at most {MAX_CHECKLIST_ITEMS} checklist steps.", field=where
+        )
+    return items
 
 
 _EXPOSURE_FIELDS = ("percentage", "segment", "start_rule", "start_at", "soak", "gate")
@@ -478,6 +974,7 @@ def _write_phases(
                     field=f"phases.{i}.{name}",
                 )
     result: list[Phase] = []
+    changed_exposure: list[int] = []
     for i, data in enumerate(clean):
         values = {
             "name": data["name"],
@@ -488,19 +985,46 @@ def _write_phases(
             "soak": data["soak"],
             "gate": data["gate"],
             "notes": data["notes"],
+            "requires_approval": data.get("requires_approval", False),
         }
         if i < len(existing):
             phase = existing[i]
+            if (phase.percentage, phase.segment_id) != (data["percentage"], data["segment"]):
+                changed_exposure.append(phase.id)
             if any(getattr(phase, k) != v for k, v in values.items()):
                 for k, v in values.items():
                     setattr(phase, k, v)
                 phase.save()
         else:
             phase = Phase.objects.create(rollout=rollout, order=i, **values)
+        if i >= applied:
+            _write_checklist(phase, data.get("checklist") or [])
         result.append(phase)
+    if changed_exposure:
+        # An approval is for an exposure: when that changes, it must be given again.
+        Approval.objects.filter(
+            phase_id__in=changed_exposure,
+            state__in=(Approval.State.PENDING, Approval.State.APPROVED),
+        ).update(state=Approval.State.CANCELLED, decided_at=timezone.now())
     if len(existing) > len(clean):
         Phase.objects.filter(rollout=rollout, order__gte=len(clean)).delete()
     return result
+
+
+def _write_checklist(phase: Phase, labels: list[str]) -> None:
+    """The phase's checklist follows `labels`; steps that stay keep their ticks."""
+    existing = {item.label: item for item in phase.checklist.all()} if phase.pk else {}
+    keep = set(labels)
+    gone = [item.id for label, item in existing.items() if label not in keep]
+    if gone:
+        ChecklistItem.objects.filter(pk__in=gone).delete()
+    for position, label in enumerate(labels):
+        item = existing.get(label)
+        if item is None:
+            ChecklistItem.objects.create(phase=phase, position=position, label=label)
+        elif item.position != position:
+            item.position = position
+            item.save(update_fields=["position", "updated_at"])
 
 
 def _plan_summary(phases: Sequence[Phase]) -> list[dict[str, Any]]:
@@ -513,6 +1037,7 @@ def _plan_summary(phases: Sequence[Phase]) -> list[dict[str, Any]]:
             "start_at": p.start_at.isoformat() if p.start_at else None,
             "soak_seconds": p.soak.total_seconds() if p.soak is not None else None,
             "gate": p.gate,
+            "requires_approval": p.requires_approval,
         }
         for p in phases
     ]
@@ -548,7 +1073,10 @@ def _unique_slug(base: str, taken: set[str], max_length: int = 100) -> str:
 
 
 # Path segments of /rollouts/ pages and the API that a rollout key must not shadow.
-_RESERVED_KEYS = {"templates", "new", "create", "releases", "events"}
+_RESERVED_KEYS = {
+    "templates", "new", "create", "releases", "events", "calendar", "approvals", "windows",
+    "policies", "holds",
+}  # fmt: skip
 
 _FLAG_SUFFIX = {
     "feature_flag": "",
@@ -648,6 +1176,8 @@ def rollout_create(
     allow_decreasing: bool = False,
     alert_policy: str = Rollout.AlertPolicy.HOLD,
     now: datetime | None = None,
+    alert_matchers: str = "",
+    alert_auto_resume: bool = False,
 ) -> Rollout:
     """A draft rollout of `release` in `environment`; `phases` or `template` fill the plan."""
     _source(source)
@@ -655,6 +1185,7 @@ def rollout_create(
     tz = _timezone(timezone)
     if alert_policy not in Rollout.AlertPolicy.values:
         raise ApplicationError(f"Unknown alert policy {alert_policy!r}.", field="alert_policy")
+    matchers = normalize_matchers(alert_matchers)
     if phases is None:
         phases, template = _template_plan(spec, template)
     clean = _clean_phases(phases, strategy_key=strategy, tz=tz, allow_decreasing=allow_decreasing)
@@ -687,6 +1218,9 @@ def rollout_create(
         owner=owner if owner is not None else _user(actor),
         allow_decreasing=allow_decreasing,
         alert_policy=alert_policy,
+        alert_matchers=matchers,
+        alert_auto_resume=bool(alert_auto_resume),
+        alert_secret=new_alert_secret(),
     )
     user = _user(actor)
     if user is not None:
@@ -763,7 +1297,7 @@ def rollout_plan_update(
     if rollout.state == State.SCHEDULED:
         _check_schedulable(rollout, stored, now)
     before = rollout.next_due_at
-    rollout.next_due_at = scheduling.next_due_at(rollout, stored)
+    rollout.next_due_at = _due(rollout, stored)
     _save(rollout, actor, ["allow_decreasing", "next_due_at"])
     _record(
         rollout,
@@ -775,6 +1309,7 @@ def rollout_plan_update(
               "next_due_at": rollout.next_due_at.isoformat() if rollout.next_due_at else None,
               "next_due_at_before": before.isoformat() if before else None},
     )  # fmt: skip
+    _refresh_gates(rollout, stored, now=now, actor=actor, source=source)
     logger.info("rollout.plan_changed rollout_id=%s phases=%d", rollout.id, len(stored))
     return rollout
 
@@ -799,7 +1334,7 @@ def rollout_schedule(
     _check_schedulable(rollout, phases, now)
     _check_no_other_live(rollout)
     rollout.state = State.SCHEDULED
-    rollout.next_due_at = scheduling.next_due_at(rollout, phases)
+    rollout.next_due_at = _due(rollout, phases)
     _save_live(rollout, actor, ["state", "next_due_at"])
     _record(
         rollout,
@@ -811,9 +1346,11 @@ def rollout_schedule(
         to_phase=0,
         to_percentage=phases[0].percentage,
     )
+    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
     logger.info(
-        "rollout.scheduled rollout_id=%s start=%s", rollout.id, rollout.next_due_at.isoformat()
-    )
+        "rollout.scheduled rollout_id=%s start=%s",
+        rollout.id, rollout.next_due_at.isoformat() if rollout.next_due_at else "-",
+    )  # fmt: skip
     return rollout
 
 
@@ -852,7 +1389,7 @@ def _advance_to(
     if last:
         rollout.state = State.COMPLETED
         rollout.finished_at = now
-    rollout.next_due_at = scheduling.next_due_at(rollout, phases)
+    rollout.next_due_at = _due(rollout, phases)
     _save(
         rollout,
         actor,
@@ -884,6 +1421,7 @@ def _advance_to(
             to_phase=index,
             to_percentage=phase.percentage,
         )
+    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
     # Last, so the environment row (bumped by flags) is locked for the shortest time.
     state = _apply_exposure(rollout, phase, actor)
     logger.info(
@@ -908,6 +1446,9 @@ def _start(
     if not phases:
         raise ApplicationError("A rollout plan needs at least one phase.", field="phases")
     _check_no_other_live(rollout)
+    promotion = promotion_blocker(rollout, environment_policy(rollout.environment_id))
+    if promotion is not None:
+        raise ApplicationError(promotion, field="state", code="promotion")
     state, _ = FlagState.objects.get_or_create(flag=rollout.flag, environment=rollout.environment)
     rollout.captured_state = {
         "enabled": state.enabled,
@@ -933,14 +1474,32 @@ def _start(
 
 @transaction.atomic
 def rollout_start(
-    *, rollout: Rollout, actor: AbstractBaseUser | None, source: str, now: datetime | None = None
+    *,
+    rollout: Rollout,
+    actor: AbstractBaseUser | None,
+    source: str,
+    now: datetime | None = None,
+    override_window: bool = False,
+    reason: str = "",
 ) -> Rollout:
-    """draft/scheduled -> running: capture the flag's state and apply phase 1 now."""
+    """draft/scheduled -> running: capture the flag's state and apply phase 1 now.
+
+    Phase 1's gates (approval, checklist, the release completed in the environment before)
+    must be satisfied; inside a freeze window only a person allowed to override it may start,
+    with a reason (`override_window=True`).
+    """
     _source(source)
     now = _now(now)
     rollout = _lock(rollout)
     if rollout.state not in (State.DRAFT, State.SCHEDULED):
         raise _illegal(rollout, "start")
+    phases = _phases(rollout)
+    if phases:
+        _check_gates(rollout, phases[0], "start")
+    _check_window(
+        rollout, now=now, actor=actor, source=source, doing="start",
+        override=override_window, reason=reason,
+    )  # fmt: skip
     _start(rollout, now=now, actor=actor, source=source, due_at=None)
     return rollout
 
@@ -971,22 +1530,37 @@ def rollout_advance(
         )
         if rollout is None or rollout.current_phase_index != expected_phase_index:
             return False
-        if rollout.state == State.SCHEDULED and expected_phase_index == -1:
-            phases = _phases(rollout)
-            due = scheduling.next_due_at(rollout, phases)
-            if not phases or due is None or due > now or phases[0].gate == Phase.Gate.MANUAL:
-                return False
-            _start(rollout, now=now, actor=actor, source=source, due_at=due)
-            return True
-        if rollout.state != State.RUNNING:
+        starting = rollout.state == State.SCHEDULED and expected_phase_index == -1
+        if not starting and rollout.state != State.RUNNING:
             return False
         phases = _phases(rollout)
         index = expected_phase_index + 1
         if index >= len(phases):
             return False
-        due = scheduling.next_due_at(rollout, phases)
+        windows = window_specs(rollout.environment_id)
+        due = _due(rollout, phases, windows)
+        if due != rollout.next_due_at:
+            # Windows (or the plan) changed since it was stored: keep the sweep's column true.
+            Rollout.objects.filter(pk=rollout.pk).update(next_due_at=due)
         if due is None or due > now or phases[index].gate == Phase.Gate.MANUAL:
             return False
+        block = windows_mod.blocking(now, windows)
+        if block is not None:
+            # Never inside a deny window, whatever the stored due time said.
+            Rollout.objects.filter(pk=rollout.pk).update(next_due_at=block.until)
+            logger.info("rollout.window_wait rollout_id=%s until=%s", rollout.id, block.until)
+            return False
+        status = gate_status(rollout, phases[index])
+        if not status.satisfied:
+            _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+            logger.info(
+                "rollout.gated rollout_id=%s phase=%s blockers=%d",
+                rollout.id, index, len(status.blockers),
+            )  # fmt: skip
+            return False
+        if starting:
+            _start(rollout, now=now, actor=actor, source=source, due_at=due)
+            return True
         _advance_to(
             rollout, phases, index, now=now, actor=actor, source=source, due_at=due, reason=reason
         )
@@ -1002,11 +1576,14 @@ def rollout_advance_now(
     reason: str,
     now: datetime | None = None,
     expected_phase_index: int | None = None,
+    override_window: bool = False,
 ) -> Rollout:
     """A person starts the next phase now: skips the remaining soak or passes a manual gate.
 
     A reason is required to skip a soak; continuing past a due manual gate needs none.
     `expected_phase_index` (the phase the person saw) makes a double click harmless.
+    Approvals and checklists of the next phase must be satisfied (nobody bypasses them);
+    inside a freeze window `override_window=True` with the permission and a reason does.
     """
     _source(source)
     now = _now(now)
@@ -1024,6 +1601,7 @@ def rollout_advance_now(
         raise ApplicationError(
             f"Rollout {rollout.key} is at its last phase; complete it instead.", field="state"
         )
+    _check_gates(rollout, phases[index], "advance")
     due = scheduling.next_due_at(rollout, phases)
     skips_soak = due is None or due > now
     reason = (reason or "").strip()
@@ -1032,6 +1610,10 @@ def rollout_advance_now(
             "Say why the remaining soak is skipped (it is recorded in the event log).",
             field="reason",
         )
+    _check_window(
+        rollout, now=now, actor=actor, source=source, doing="advance",
+        override=override_window, reason=reason,
+    )  # fmt: skip
     _advance_to(
         rollout,
         phases,
@@ -1096,18 +1678,26 @@ def _close_pause(rollout: Rollout, now: datetime) -> timedelta:
 def rollout_resume(
     *, rollout: Rollout, actor: AbstractBaseUser | None, source: str, now: datetime | None = None
 ) -> Rollout:
-    """paused/held -> running: the soak continues where it stopped."""
+    """paused/held -> running: the soak continues where it stopped.
+
+    A person resuming a held rollout clears every active hold (they are listed on the page
+    with their causes); one that was held before it started goes back to scheduled.
+    """
     _source(source)
     now = _now(now)
     rollout = _lock(rollout)
     if rollout.state not in STOPPED_STATES:
         raise _illegal(rollout, "resume")
     from_state = rollout.state
+    cleared = _clear_holds(
+        _active_holds(rollout), now=now, actor=actor, source=source, reason="resumed"
+    )
     stopped = _close_pause(rollout, now)
-    rollout.state = State.RUNNING
+    rollout.state = State.SCHEDULED if rollout.current_phase_index < 0 else State.RUNNING
+    rollout.held_from = ""
     phases = _phases(rollout)
-    rollout.next_due_at = scheduling.next_due_at(rollout, phases)
-    _save(rollout, actor, ["state", "paused_at", "paused_for", "next_due_at"])
+    rollout.next_due_at = _due(rollout, phases)
+    _save(rollout, actor, ["state", "held_from", "paused_at", "paused_for", "next_due_at"])
     pct = _percentage(phases, rollout.current_phase_index)
     _record(
         rollout,
@@ -1120,37 +1710,79 @@ def rollout_resume(
         to_phase=rollout.current_phase_index,
         from_percentage=pct,
         to_percentage=pct,
-        data={"from_state": from_state, "stopped_seconds": stopped.total_seconds()},
+        data={
+            "from_state": from_state,
+            "to_state": rollout.state,
+            "stopped_seconds": stopped.total_seconds(),
+            "cleared_holds": cleared,
+        },
     )
+    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
     logger.info("rollout.resumed rollout_id=%s key=%s", rollout.id, rollout.key)
     return rollout
 
 
 @transaction.atomic
 def rollout_complete(
-    *, rollout: Rollout, actor: AbstractBaseUser | None, source: str, now: datetime | None = None
+    *,
+    rollout: Rollout,
+    actor: AbstractBaseUser | None,
+    source: str,
+    now: datetime | None = None,
+    override_window: bool = False,
+    reason: str = "",
 ) -> Rollout:
-    """running/paused/held -> completed: the last phase's exposure applies now."""
+    """running/paused/held -> completed: the last phase's exposure applies now.
+
+    Jumping ahead passes every remaining phase, so all their gates must be satisfied; inside
+    a freeze window it needs an override with a reason.
+    """
     _source(source)
     now = _now(now)
     rollout = _lock(rollout)
-    if rollout.state not in (State.RUNNING, *STOPPED_STATES):
+    if rollout.state not in (State.RUNNING, *STOPPED_STATES) or rollout.current_phase_index < 0:
         raise _illegal(rollout, "complete")
     phases = _phases(rollout)
-    _close_pause(rollout, now)
     last = len(phases) - 1
+    if rollout.current_phase_index < last:
+        policy = environment_policy(rollout.environment_id)
+        for phase in phases[rollout.current_phase_index + 1 :]:
+            status = gate_status(rollout, phase, policy=policy)
+            if not status.satisfied:
+                raise ApplicationError(
+                    f"Cannot complete rollout {rollout.key}: "
+                    + " ".join(status.blockers)
+                    + " Advance through the gated phases instead.",
+                    field="gates",
+                    code="gated",
+                )
+        _check_window(
+            rollout, now=now, actor=actor, source=source, doing="complete",
+            override=override_window, reason=reason,
+        )  # fmt: skip
+    cleared = _clear_holds(
+        _active_holds(rollout), now=now, actor=actor, source=source, reason="completed"
+    )
+    rollout.held_from = ""
+    _close_pause(rollout, now)
     if rollout.current_phase_index < last:
         skipped = list(range(rollout.current_phase_index + 1, last))
         _advance_to(
             rollout, phases, last, now=now, actor=actor, source=source, due_at=None,
-            data={"manual": True, "skipped_phases": skipped},
+            reason=reason, data={"manual": True, "skipped_phases": skipped,
+                                 "cleared_holds": cleared},
         )  # fmt: skip
         return rollout
     # Already at the last phase (its plan was shortened): only the state changes.
     rollout.state = State.COMPLETED
     rollout.finished_at = now
     rollout.next_due_at = None
-    _save(rollout, actor, ["state", "finished_at", "next_due_at", "paused_at", "paused_for"])
+    _save(
+        rollout,
+        actor,
+        ["state", "finished_at", "next_due_at", "paused_at", "paused_for", "held_from"],
+    )
+    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
     _record(
         rollout,
         kind=Kind.COMPLETED,
@@ -1181,12 +1813,22 @@ def rollout_cancel(
     if rollout.state not in (State.DRAFT, *LIVE_STATES):
         raise _illegal(rollout, "cancel")
     from_state = rollout.state
+    cleared = _clear_holds(
+        _active_holds(rollout), now=now, actor=actor, source=source, reason="cancelled"
+    )
     _close_pause(rollout, now)
     rollout.state = State.CANCELLED
     rollout.finished_at = now
     rollout.next_due_at = None
-    _save(rollout, actor, ["state", "finished_at", "next_due_at", "paused_at", "paused_for"])
-    pct = _percentage(_phases(rollout), rollout.current_phase_index)
+    rollout.held_from = ""
+    _save(
+        rollout,
+        actor,
+        ["state", "finished_at", "next_due_at", "paused_at", "paused_for", "held_from"],
+    )
+    phases = _phases(rollout)
+    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+    pct = _percentage(phases, rollout.current_phase_index)
     _record(
         rollout,
         kind=Kind.CANCELLED,
@@ -1197,7 +1839,7 @@ def rollout_cancel(
         from_phase=rollout.current_phase_index if rollout.current_phase_index >= 0 else None,
         from_percentage=pct,
         to_percentage=pct,
-        data={"from_state": from_state},
+        data={"from_state": from_state, "cleared_holds": cleared},
     )
     logger.info("rollout.cancelled rollout_id=%s key=%s", rollout.id, rollout.key)
     return rollout
@@ -1211,25 +1853,84 @@ def rollout_rollback(
     source: str,
     reason: str = "",
     now: datetime | None = None,
+    mode: str = Rollout.RollbackMode.RESTORE,
 ) -> Rollout:
-    """running/paused/held/completed -> rolled back: the flag's captured state returns at once."""
+    """running/paused/held/completed -> rolled back.
+
+    `mode` "restore" (default): the flag's captured state returns at once. "freeze": the plan
+    stops and the exposure stays where it is (not for canary and blue/green, which always
+    switch back at once, nor for a completed rollout, whose exposure is already full).
+    """
     _source(source)
     now = _now(now)
+    if mode not in Rollout.RollbackMode.values:
+        raise ApplicationError(
+            f"Unknown rollback mode {mode!r}; use restore or freeze.", field="mode"
+        )
     rollout = _lock(rollout)
-    if rollout.state not in (State.RUNNING, *STOPPED_STATES, State.COMPLETED):
+    if rollout.state not in (State.RUNNING, *STOPPED_STATES, State.COMPLETED) or (
+        rollout.current_phase_index < 0
+    ):
         raise _illegal(rollout, "roll back")
+    freeze = mode == Rollout.RollbackMode.FREEZE
+    if freeze and rollout.strategy in INSTANT_ROLLBACK:
+        raise ApplicationError(
+            f"A {rollout.get_strategy_display().lower()} rollout rolls back at once to the "
+            "previous version; it cannot be frozen at its current exposure.",
+            field="mode",
+        )
+    if freeze and rollout.state == State.COMPLETED:
+        raise ApplicationError(
+            f"Rollout {rollout.key} is complete: freezing keeps the full exposure. Restore the "
+            "rules from before the rollout instead.",
+            field="mode",
+        )
     captured = rollout.captured_state
-    if not isinstance(captured, dict):
+    if not freeze and not isinstance(captured, dict):
         raise ApplicationError(
             f"Rollout {rollout.key} has no captured flag state to restore.", field="state"
         )
     from_state = rollout.state
-    rules, dropped = _restorable_rules(list(captured.get("rules") or []))
+    cleared = _clear_holds(
+        _active_holds(rollout), now=now, actor=actor, source=source, reason="rolled back"
+    )
     _close_pause(rollout, now)
     rollout.state = State.ROLLED_BACK
     rollout.finished_at = now
     rollout.next_due_at = None
-    _save(rollout, actor, ["state", "finished_at", "next_due_at", "paused_at", "paused_for"])
+    rollout.held_from = ""
+    rollout.rollback_mode = mode
+    _save(
+        rollout,
+        actor,
+        ["state", "finished_at", "next_due_at", "paused_at", "paused_for", "held_from",
+         "rollback_mode"],
+    )  # fmt: skip
+    phases = _phases(rollout)
+    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+    current = _percentage(phases, rollout.current_phase_index)
+    data: dict[str, Any] = {"from_state": from_state, "mode": mode, "cleared_holds": cleared}
+    if freeze:
+        _record(
+            rollout,
+            kind=Kind.ROLLED_BACK,
+            source=source,
+            actor=actor,
+            at=now,
+            reason=reason,
+            from_phase=rollout.current_phase_index,
+            to_phase=rollout.current_phase_index,
+            from_percentage=current,
+            to_percentage=current,
+            data=data,
+        )
+        logger.info(
+            "rollout.rolled_back rollout_id=%s key=%s source=%s mode=freeze",
+            rollout.id, rollout.key, source,
+        )  # fmt: skip
+        return rollout
+    assert isinstance(captured, dict)
+    rules, dropped = _restorable_rules(list(captured.get("rules") or []))
     _record(
         rollout,
         kind=Kind.ROLLED_BACK,
@@ -1238,9 +1939,9 @@ def rollout_rollback(
         at=now,
         reason=reason,
         from_phase=rollout.current_phase_index,
-        from_percentage=_percentage(_phases(rollout), rollout.current_phase_index),
+        from_percentage=current,
         to_percentage=0,
-        data={"from_state": from_state, "restored": captured, "dropped_rules": dropped},
+        data={**data, "restored": captured, "dropped_rules": dropped},
     )
     flag_state_update(
         flag=rollout.flag,
@@ -1250,9 +1951,207 @@ def rollout_rollback(
         rules=rules,
     )
     logger.info(
-        "rollout.rolled_back rollout_id=%s key=%s source=%s", rollout.id, rollout.key, source
-    )
+        "rollout.rolled_back rollout_id=%s key=%s source=%s mode=restore",
+        rollout.id, rollout.key, source,
+    )  # fmt: skip
     return rollout
+
+
+# --------------------------------------------------------------------------------------------
+# Holds
+
+
+@transaction.atomic
+def rollout_hold(
+    *,
+    rollout: Rollout,
+    actor: AbstractBaseUser | None,
+    source: str,
+    reason: str,
+    now: datetime | None = None,
+    kind: str = Hold.Kind.MANUAL,
+) -> Rollout:
+    """Hold a scheduled, running or paused rollout: the clock stops, exposure stays.
+
+    Several holds can be active at once (each with its reason); the rollout runs again only
+    when a person resumes it (which clears them all) or, after its last hold is cleared, when
+    its alert policy says auto-resume.
+    """
+    _source(source)
+    now = _now(now)
+    if kind not in Hold.Kind.values:
+        raise ApplicationError(f"Unknown hold reason {kind!r}.", field="kind")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError(
+            "Say why the rollout is held (people see it until the hold is cleared).",
+            field="reason",
+        )
+    rollout = _lock(rollout)
+    _hold(rollout, kind=kind, reason=reason, source=source, actor=actor, now=now)
+    return rollout
+
+
+@transaction.atomic
+def rollout_hold_clear(
+    *,
+    hold: Hold,
+    actor: AbstractBaseUser | None,
+    source: str,
+    reason: str = "",
+    now: datetime | None = None,
+    auto_resume: bool = False,
+) -> Rollout:
+    """Clear one hold (idempotent). When it was the last one the rollout stays stopped
+    (paused: a person resumes it), unless `auto_resume` and it was running (or scheduled)
+    before it was held."""
+    _source(source)
+    now = _now(now)
+    rollout = _lock(hold.rollout)
+    hold = Hold.objects.select_for_update().get(pk=hold.pk)
+    if hold.cleared_at is not None:
+        return rollout
+    hold.cleared_at = now
+    hold.cleared_by = _user(actor)
+    hold.cleared_source = source
+    hold.clear_reason = (reason or "").strip()
+    hold.save(
+        update_fields=["cleared_at", "cleared_by", "cleared_source", "clear_reason", "updated_at"]
+    )
+    remaining = rollout.holds.filter(cleared_at__isnull=True).count()
+    auto_resumed = False
+    fields: list[str] = []
+    if rollout.state == State.HELD and not remaining:
+        back = rollout.held_from or State.PAUSED
+        if auto_resume and back in (State.RUNNING, State.SCHEDULED):
+            _close_pause(rollout, now)
+            rollout.state = back
+            auto_resumed = True
+            fields += ["paused_at", "paused_for"]
+        else:
+            rollout.state = State.PAUSED
+        rollout.held_from = ""
+        phases = _phases(rollout)
+        rollout.next_due_at = _due(rollout, phases)
+        _save(rollout, actor, ["state", "held_from", "next_due_at", *fields])
+        if auto_resumed:
+            _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+    pct = _percentage(_phases(rollout), rollout.current_phase_index)
+    index = rollout.current_phase_index if rollout.current_phase_index >= 0 else None
+    _record(
+        rollout,
+        kind=Kind.HOLD_CLEARED,
+        source=source,
+        actor=actor,
+        at=now,
+        reason=hold.clear_reason,
+        due_at=rollout.next_due_at,
+        from_phase=index,
+        to_phase=index,
+        from_percentage=pct,
+        to_percentage=pct,
+        data={
+            "hold_id": hold.id,
+            "hold_kind": hold.kind,
+            "to_state": rollout.state,
+            "remaining_holds": remaining,
+            "auto_resumed": auto_resumed,
+            **({"fingerprint": hold.alert_fingerprint, "alert": hold.alert_name}
+               if hold.kind == Hold.Kind.ALERT else {}),
+        },
+    )  # fmt: skip
+    logger.info(
+        "rollout.hold_cleared rollout_id=%s hold_id=%s kind=%s to_state=%s remaining=%d",
+        rollout.id, hold.id, hold.kind, rollout.state, remaining,
+    )  # fmt: skip
+    return rollout
+
+
+def new_alert_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+_MATCHER = re.compile(
+    r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S*))\s*$'
+)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: str
+    value: str
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        actual = labels.get(self.name, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        found = re.fullmatch(self.value, actual) is not None
+        return found if self.op == "=~" else not found
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def parse_matchers(text: str) -> list[Matcher]:
+    """Alertmanager-style matchers, one a line or comma-separated in braces:
+    `service="checkout"`, `severity=~"critical|page"`, `env!="dev"`."""
+    lines = [line.strip().removeprefix("{").removesuffix("}") for line in (text or "").splitlines()]
+    parts = [p for line in lines for p in _split_matchers(line)]
+    matchers: list[Matcher] = []
+    for number, part in enumerate(parts, start=1):
+        found = _MATCHER.match(part)
+        if not found:
+            raise ApplicationError(
+                f'Matcher {number} ({part.strip()[:60]!r}) is not like name="value" '
+                "(operators =, !=, =~, !~).",
+                field="alert_matchers",
+            )
+        name, op, quoted, bare = found.groups()
+        value = quoted.replace('\\"', '"').replace("\\\\", "\\") if quoted is not None else bare
+        if op in ("=~", "!~"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ApplicationError(
+                    f"Matcher {number}: {value!r} is not a valid regular expression ({exc}).",
+                    field="alert_matchers",
+                ) from None
+        matchers.append(Matcher(name, op, value))
+    if len(matchers) > 20:
+        raise ApplicationError("At most 20 matchers.", field="alert_matchers")
+    return matchers
+
+
+def _split_matchers(line: str) -> list[str]:
+    """Split on commas outside double quotes."""
+    parts, current, quoted, escaped = [], [], False, False
+    for char in line:
+        if escaped:
+            current.append(char)
+            escaped = False
+            continue
+        if char == "\\":
+            escaped = True
+            current.append(char)
+            continue
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p for p in parts if p.strip()]
+
+
+def normalize_matchers(text: str) -> str:
+    """Validated matchers, one a line, in their canonical form."""
+    return "\n".join(str(m) for m in parse_matchers(text))
 
 
 def _restorable_rules(rules: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -1281,17 +2180,35 @@ def _restorable_rules(rules: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
 def rollouts_due(*, now: datetime | None = None, limit: int | None = None) -> list[tuple[int, int]]:
     """(rollout id, current phase index) of rollouts the clock may move now, oldest due first.
 
-    Running or scheduled, due, and the next phase's gate is automatic. One indexed query.
+    Running or scheduled, due (`next_due_at` already waits for freeze windows), the next
+    phase's gate is automatic, no approval of it is pending, its checklist is ticked, and a
+    scheduled start does not wait for the release in another environment. One query.
     """
     now = _now(now)
+    next_order = OuterRef("current_phase_index") + 1
     automatic_next = Phase.objects.filter(
-        rollout=OuterRef("pk"),
-        order=OuterRef("current_phase_index") + 1,
-        gate=Phase.Gate.AUTOMATIC,
+        rollout=OuterRef("pk"), order=next_order, gate=Phase.Gate.AUTOMATIC
     )
+    pending_approval = Approval.objects.filter(
+        rollout=OuterRef("pk"), phase__order=next_order, state=Approval.State.PENDING
+    )
+    open_checklist = ChecklistItem.objects.filter(
+        phase__rollout=OuterRef("pk"), phase__order=next_order, ticked_at__isnull=True
+    )
+    completed_there = Rollout.objects.filter(
+        release=OuterRef(OuterRef("release")),
+        environment=OuterRef("requires_completed_in"),
+        state=State.COMPLETED,
+    )
+    promotion_pending = ApprovalPolicy.objects.filter(
+        environment=OuterRef("environment"), requires_completed_in__isnull=False
+    ).exclude(Exists(completed_there))
     qs = (
         Rollout.objects.filter(state__in=(State.RUNNING, State.SCHEDULED), next_due_at__lte=now)
         .filter(Exists(automatic_next))
+        .exclude(Exists(pending_approval))
+        .exclude(Exists(open_checklist))
+        .exclude(Q(state=State.SCHEDULED) & Q(Exists(promotion_pending)))
         .order_by("next_due_at", "id")
         .values_list("id", "current_phase_index")
     )
@@ -1345,14 +2262,16 @@ def allowed_actions(rollout: Rollout) -> set[str]:
     if state == State.DRAFT:
         return {"edit_plan", "schedule", "start", "cancel"}
     if state == State.SCHEDULED:
-        return {"edit_plan", "start", "cancel"}
+        return {"edit_plan", "start", "cancel", "hold"}
     if state == State.RUNNING:
-        actions = {"edit_plan", "pause", "complete", "cancel", "rollback"}
+        actions = {"edit_plan", "pause", "complete", "cancel", "rollback", "hold"}
         if rollout.current_phase_index + 1 < len(rollout.phases.all()):
             actions.add("advance_now")
         return actions
     if state in STOPPED_STATES:
-        return {"edit_plan", "resume", "complete", "cancel", "rollback"}
+        if rollout.current_phase_index < 0:  # held before it started
+            return {"edit_plan", "resume", "cancel", "hold"}
+        return {"edit_plan", "resume", "complete", "cancel", "rollback", "hold"}
     if state == State.COMPLETED:
         return {"rollback"}
     return set()
@@ -1364,7 +2283,7 @@ def rollout_exposure(rollout: Rollout) -> int | None:
         rollout.current_phase_index < 0
     ):
         return None
-    if rollout.state == State.ROLLED_BACK:
+    if rollout.state == State.ROLLED_BACK and rollout.rollback_mode != Rollout.RollbackMode.FREEZE:
         return 0
     phases = list(rollout.phases.all())
     index = rollout.current_phase_index
@@ -1373,9 +2292,16 @@ def rollout_exposure(rollout: Rollout) -> int | None:
 
 __all__ = [
     "ACTIONS",
+    "GateStatus",
     "allowed_actions",
+    "approval_rule",
+    "environment_policy",
     "events_batched",
     "events_committed",
+    "gate_status",
+    "normalize_matchers",
+    "parse_matchers",
+    "promotion_blocker",
     "release_create",
     "release_update",
     "rollout_advance",
@@ -1384,6 +2310,8 @@ __all__ = [
     "rollout_complete",
     "rollout_create",
     "rollout_exposure",
+    "rollout_hold",
+    "rollout_hold_clear",
     "rollout_pause",
     "rollout_plan_update",
     "rollout_resume",
@@ -1393,4 +2321,5 @@ __all__ = [
     "rollouts_advance_due",
     "rollouts_advance_steps",
     "rollouts_due",
+    "window_specs",
 ]

@@ -53,7 +53,7 @@ class StrategySpec:
         return (
             f"# {self.question} ({rollout.environment.name})\n"
             f"curl -s -X POST '{url}' \\\n"
-            f"  -H 'Authorization: Bearer $ROLLCALL_SDK_KEY' \\\n"
+            f'  -H "Authorization: Bearer $ROLLCALL_SDK_KEY" \\\n'
             f"  -H 'Content-Type: application/json' \\\n"
             f"  -d '{body}'\n"
             f"# {self.answer}"

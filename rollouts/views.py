@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -25,11 +26,16 @@ from core.http import done, render_page, toast
 from core.markdown import render_markdown
 from core.roles import require
 from flags.models import Segment
-from rollouts import charts, scheduling, selectors, services
+from rollouts import charts, safety, scheduling, selectors, services
 from rollouts.forms import (
+    AlertSettingsForm,
+    CalendarQuery,
+    DecisionForm,
+    PolicyForm,
     ReasonForm,
     ReleaseForm,
     RolloutCreateForm,
+    WindowForm,
     add_service_error,
     apply_op,
     bind_rows,
@@ -38,7 +44,16 @@ from rollouts.forms import (
     template_choices,
     validate_forms,
 )
-from rollouts.models import Phase, Release, Rollout, RolloutEvent
+from rollouts.models import (
+    Approval,
+    ChecklistItem,
+    FreezeWindow,
+    Hold,
+    Phase,
+    Release,
+    Rollout,
+    RolloutEvent,
+)
 from rollouts.strategies import STRATEGIES, TEMPLATES, template_phases
 
 logger = logging.getLogger(__name__)
@@ -76,15 +91,36 @@ class ActionSpec:
     reason: str = ""  # "" none, "optional", "required"
     style: str = ""
     run: Callable[..., Any] | None = None
+    # Inside a freeze window a person with the permission may tick "override" (with a reason).
+    overridable: bool = False
 
 
-def _advance_now(*, rollout: Rollout, actor: Any, reason: str, expected: int | None) -> Any:
+def _advance_now(
+    *,
+    rollout: Rollout,
+    actor: Any,
+    reason: str,
+    expected: int | None,
+    override: bool = False,
+    **_: Any,
+) -> Any:
     return services.rollout_advance_now(
         rollout=rollout,
         actor=actor,
         source=Source.UI,
         reason=reason,
         expected_phase_index=expected,
+        override_window=override,
+    )
+
+
+def _rollback(*, rollout: Rollout, actor: Any, reason: str, mode: str = "", **_: Any) -> Any:
+    return services.rollout_rollback(
+        rollout=rollout,
+        actor=actor,
+        source=Source.UI,
+        reason=reason,
+        mode=mode or Rollout.RollbackMode.RESTORE,
     )
 
 
@@ -96,15 +132,22 @@ ACTIONS: dict[str, ActionSpec] = {
             "Start",
             "▶",
             style="btn-primary",
-            run=lambda *, rollout, actor, reason, expected: services.rollout_start(
-                rollout=rollout, actor=actor, source=Source.UI
+            run=lambda *, rollout, actor, reason, expected, override=False, **_: (
+                services.rollout_start(
+                    rollout=rollout,
+                    actor=actor,
+                    source=Source.UI,
+                    override_window=override,
+                    reason=reason,
+                )
             ),
+            overridable=True,
         ),
         ActionSpec(
             "schedule",
             "Schedule",
             "◷",
-            run=lambda *, rollout, actor, reason, expected: services.rollout_schedule(
+            run=lambda *, rollout, actor, reason, expected, **_: services.rollout_schedule(
                 rollout=rollout, actor=actor, source=Source.UI
             ),
         ),
@@ -117,6 +160,7 @@ ACTIONS: dict[str, ActionSpec] = {
             reason="required",
             style="btn-primary",
             run=_advance_now,
+            overridable=True,
         ),
         ActionSpec(
             "pause",
@@ -124,7 +168,18 @@ ACTIONS: dict[str, ActionSpec] = {
             "‖",
             confirm="Pause this rollout? Exposure stays as it is and the soak clock stops "
             "until someone resumes it.",
-            run=lambda *, rollout, actor, reason, expected: services.rollout_pause(
+            run=lambda *, rollout, actor, reason, expected, **_: services.rollout_pause(
+                rollout=rollout, actor=actor, source=Source.UI, reason=reason
+            ),
+        ),
+        ActionSpec(
+            "hold",
+            "Hold",
+            "⚑",
+            confirm="Hold this rollout? Exposure stays as it is and the clock stops until the "
+            "hold is cleared or someone resumes it.",
+            reason="required",
+            run=lambda *, rollout, actor, reason, expected, **_: services.rollout_hold(
                 rollout=rollout, actor=actor, source=Source.UI, reason=reason
             ),
         ),
@@ -133,7 +188,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "Resume",
             "▶",
             style="btn-primary",
-            run=lambda *, rollout, actor, reason, expected: services.rollout_resume(
+            run=lambda *, rollout, actor, reason, expected, **_: services.rollout_resume(
                 rollout=rollout, actor=actor, source=Source.UI
             ),
         ),
@@ -142,9 +197,16 @@ ACTIONS: dict[str, ActionSpec] = {
             "Complete",
             "✓",
             confirm="Complete this rollout now? The last phase's exposure applies at once.",
-            run=lambda *, rollout, actor, reason, expected: services.rollout_complete(
-                rollout=rollout, actor=actor, source=Source.UI
+            run=lambda *, rollout, actor, reason, expected, override=False, **_: (
+                services.rollout_complete(
+                    rollout=rollout,
+                    actor=actor,
+                    source=Source.UI,
+                    override_window=override,
+                    reason=reason,
+                )
             ),
+            overridable=True,
         ),
         ActionSpec(
             "rollback",
@@ -154,9 +216,7 @@ ACTIONS: dict[str, ActionSpec] = {
             "at once for everyone.",
             reason="optional",
             style="btn-danger",
-            run=lambda *, rollout, actor, reason, expected: services.rollout_rollback(
-                rollout=rollout, actor=actor, source=Source.UI, reason=reason
-            ),
+            run=_rollback,
         ),
         ActionSpec(
             "cancel",
@@ -165,7 +225,7 @@ ACTIONS: dict[str, ActionSpec] = {
             confirm="Cancel this rollout? Its plan stops; the flag keeps its current exposure "
             "(roll back to undo that).",
             reason="optional",
-            run=lambda *, rollout, actor, reason, expected: services.rollout_cancel(
+            run=lambda *, rollout, actor, reason, expected, **_: services.rollout_cancel(
                 rollout=rollout, actor=actor, source=Source.UI, reason=reason
             ),
         ),
@@ -296,6 +356,55 @@ def _detail_context(request: HttpRequest, detail: selectors.RolloutDetail) -> di
             spec.ofrep_example(rollout, request.build_absolute_uri("/")) if spec else ""
         ),
         "polling": not rollout.is_final,
+        **_safety_context(request, detail, can_change=can_change),
+    }
+
+
+def _safety_context(
+    request: HttpRequest, detail: selectors.RolloutDetail, *, can_change: bool
+) -> dict[str, Any]:
+    rollout = detail.rollout
+    view = detail.safety
+    assert view is not None
+    user = request.user
+    approval = view.approval
+    can_decide = bool(
+        approval is not None
+        and approval.state == "pending"
+        and user.has_perm(services.APPROVE_PERMISSION)
+        and all(d.user_id != user.pk for d in approval.decisions.all())
+        and (approval.requested_by_id != user.pk or approval.allow_self_approval)
+    )
+    gate = view.gate
+    return {
+        "safety": view,
+        "can_change": can_change,
+        "can_override": user.has_perm(services.OVERRIDE_PERMISSION),
+        "can_decide": can_decide,
+        "can_request_approval": bool(
+            can_change
+            and gate is not None
+            and gate.rule is not None
+            and gate.approval is None
+            and rollout.state != Rollout.State.HELD
+        ),
+        "rollback_choice": rollout.strategy not in services.INSTANT_ROLLBACK
+        and rollout.state != Rollout.State.COMPLETED,
+        "receiver_yaml": safety.receiver_config(
+            rollout, base_url=request.build_absolute_uri("/"), show_secret=can_change
+        ),
+        "alert_form": AlertSettingsForm(
+            initial={
+                "alert_policy": rollout.alert_policy,
+                "alert_matchers": rollout.alert_matchers,
+                "alert_auto_resume": rollout.alert_auto_resume,
+            }
+        ),
+        "upcoming_checklists": [
+            (t.phase, view.checklists.get(t.phase.id, []))
+            for t in detail.timeline
+            if t.state == "upcoming" and view.checklists.get(t.phase.id)
+        ],
     }
 
 
@@ -310,7 +419,7 @@ def rollout_detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
             # A finished rollout never changes again: show its last state, stop the polling.
             return HttpResponseStopPolling(html)
         return HttpResponse(html)
-    if target == "rollout-header":
+    if target in ("rollout-header", "safety"):
         return render(request, f"rollouts/detail.html#{target}", context)
     return render(request, "rollouts/detail.html", context)
 
@@ -329,10 +438,24 @@ def rollout_action(request: HtmxHttpRequest, key: str, action: str) -> HttpRespo
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     expected_raw = request.POST.get("expected_phase_index", "")
     expected = int(expected_raw) if expected_raw.lstrip("-").isdigit() else None
+    override = spec.overridable and request.POST.get("override") in ("1", "on", "true")
+    mode = request.POST.get("mode", "")
     try:
         if spec.reason == "required" and not reason:
             raise ApplicationError(f"{spec.label}: say why (it is recorded).", field="reason")
-        spec.run(rollout=rollout, actor=request.user, reason=reason, expected=expected)
+        if override and not request.user.has_perm(services.OVERRIDE_PERMISSION):
+            raise ApplicationError(
+                "Overriding a freeze window needs the permission to override freezes.",
+                code="forbidden",
+            )
+        spec.run(
+            rollout=rollout,
+            actor=request.user,
+            reason=reason,
+            expected=expected,
+            override=override,
+            mode=mode if mode in Rollout.RollbackMode.values else "",
+        )
     except ApplicationError as exc:
         logger.info("rollout.action_refused key=%s action=%s reason=%s", key, action, exc.code)
         if getattr(request, "htmx", None):
@@ -348,6 +471,7 @@ def rollout_action(request: HtmxHttpRequest, key: str, action: str) -> HttpRespo
         "schedule": "scheduled",
         "advance_now": "advanced to its next phase",
         "pause": "paused",
+        "hold": "held",
         "resume": "resumed",
         "complete": "completed",
         "rollback": "rolled back",
@@ -377,7 +501,7 @@ class PlanEditor:
 def _plan_rollout(key: str) -> tuple[Rollout, list[Phase], dict[int, Segment]]:
     rollout = (
         Rollout.objects.select_related("release", "environment", "flag")
-        .prefetch_related(selectors._phases_prefetch())
+        .prefetch_related(selectors._phases_prefetch(), "phases__checklist")
         .filter(key=key)
         .first()
     )
@@ -412,6 +536,8 @@ def _applied_dict(phase: Phase) -> dict[str, Any]:
         "soak": phase.soak,
         "gate": phase.gate,
         "notes": phase.notes,
+        "requires_approval": phase.requires_approval,
+        "checklist": [item.label for item in phase.checklist.all()],
     }
 
 
@@ -574,6 +700,7 @@ def release_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such release.") from None
     context = {
         "row": row,
+        "pipeline": selectors.release_pipeline(row),
         "release": row.release,
         "changelog_html": render_markdown(row.release.changelog),
         "known_issues_html": render_markdown(row.release.known_issues),
@@ -636,3 +763,440 @@ def upcoming_changes_panel(request: HttpRequest) -> tuple[str, dict[str, Any]] |
     if not request.user.has_perm("rollouts.view_rollout"):
         return None
     return "rollouts/_panel_upcoming.html", {"rollouts_upcoming": selectors.upcoming_changes()}
+
+
+def approvals_panel(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
+    if not request.user.has_perm(services.APPROVE_PERMISSION):
+        return None
+    return "rollouts/_panel_approvals.html", {
+        "approvals_waiting": selectors.approval_queue(user=request.user, limit=8)
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollout safety: holds, approvals, checklists, alert settings
+
+
+def _refused(request: HttpRequest, exc: ApplicationError, redirect_to: str) -> HttpResponse:
+    """A refused safety action: an error toast for htmx (the page refreshes), else a message."""
+    if getattr(request, "htmx", None):
+        response = HttpResponse(status=204)
+        response["HX-Trigger"] = f'{{"{CHANGED}": null}}'
+        return toast(response, exc.message, "error")
+    messages.error(request, exc.message)
+    return redirect(redirect_to)
+
+
+def _rollout_or_404(key: str) -> Rollout:
+    rollout = Rollout.objects.filter(key=key).first()
+    if rollout is None:
+        raise Http404(f"No rollout with the key {key!r}.")
+    return rollout
+
+
+@require("rollouts.change_rollout", "clear holds")
+@require_POST
+def hold_clear(request: HtmxHttpRequest, key: str, hold_id: int) -> HttpResponse:
+    hold = Hold.objects.select_related("rollout").filter(pk=hold_id, rollout__key=key).first()
+    if hold is None:
+        raise Http404("No such hold.")
+    url = reverse("rollouts:detail", kwargs={"key": key})
+    form = ReasonForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        rollout = services.rollout_hold_clear(
+            hold=hold, actor=request.user, source=Source.UI, reason=reason
+        )
+    except ApplicationError as exc:
+        return _refused(request, exc, url)
+    words = "Hold cleared."
+    if rollout.state == Rollout.State.PAUSED:
+        words += " It was the last one: resume the rollout when you are ready."
+    return done(request, message=words, redirect_to=url, events=[CHANGED])
+
+
+@require("rollouts.change_rollout", "request approvals")
+@require_POST
+def approval_request(request: HtmxHttpRequest, key: str) -> HttpResponse:
+    rollout = _rollout_or_404(key)
+    url = reverse("rollouts:detail", kwargs={"key": key})
+    try:
+        safety.approval_request(rollout=rollout, actor=request.user, source=Source.UI)
+    except ApplicationError as exc:
+        return _refused(request, exc, url)
+    return done(request, message="Approval requested.", redirect_to=url, events=[CHANGED])
+
+
+@require("rollouts.approve_rollout", "approve rollouts")
+@require_POST
+def approval_decide(request: HtmxHttpRequest, approval_id: int, decision: str) -> HttpResponse:
+    if decision not in ("approve", "decline"):
+        raise Http404("Approve or decline.")
+    approval = Approval.objects.select_related("rollout").filter(pk=approval_id).first()
+    if approval is None:
+        raise Http404("No such approval request.")
+    back = request.POST.get("next", "")
+    url = back if back.startswith("/rollouts/") else reverse("rollouts:approvals")
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        result = safety.approval_decide(
+            approval=approval,
+            actor=request.user,
+            decision=decision,
+            comment=comment,
+            source=Source.UI,
+        )
+    except ApplicationError as exc:
+        return _refused(request, exc, url)
+    key = approval.rollout.key
+    if decision == "decline":
+        words = f"Declined; rollout {key} is held with your reason."
+    elif result.complete:
+        words = f"Approved: rollout {key} may continue."
+    else:
+        words = f"Approval recorded; rollout {key} needs {result.approval.required} in all."
+    return done(request, message=words, redirect_to=url, events=[CHANGED, "approvalsChanged"])
+
+
+@require("rollouts.view_rollout")
+def approvals(request: HtmxHttpRequest) -> HttpResponse:
+    context = {
+        "approvals": selectors.approval_queue(user=request.user),
+        "can_approve": request.user.has_perm(services.APPROVE_PERMISSION),
+    }
+    partial = "approval-queue" if _target(request) == "approval-queue" else None
+    return render_page(request, "rollouts/approvals.html", context, partial=partial)
+
+
+@require("rollouts.change_rollout", "tick checklists")
+@require_POST
+def checklist_tick(request: HtmxHttpRequest, key: str, item_id: int) -> HttpResponse:
+    item = (
+        ChecklistItem.objects.select_related("phase__rollout")
+        .filter(pk=item_id, phase__rollout__key=key)
+        .first()
+    )
+    if item is None:
+        raise Http404("No such checklist step.")
+    url = reverse("rollouts:detail", kwargs={"key": key})
+    ticked = request.POST.get("ticked", "1") in ("1", "on", "true")
+    try:
+        safety.checklist_tick(
+            item=item,
+            actor=request.user,
+            source=Source.UI,
+            ticked=ticked,
+            note=request.POST.get("note", "")[:500],
+        )
+    except ApplicationError as exc:
+        return _refused(request, exc, url)
+    words = f"“{item.label}” {'ticked' if ticked else 'unticked'}."
+    return done(request, message=words, redirect_to=url, events=[CHANGED])
+
+
+@require("rollouts.change_rollout", "change alert settings")
+@require_POST
+def alert_settings(request: HtmxHttpRequest, key: str) -> HttpResponse:
+    rollout = _rollout_or_404(key)
+    url = reverse("rollouts:detail", kwargs={"key": key}) + "#alerts-title"
+    form = AlertSettingsForm(request.POST)
+    if not form.is_valid():
+        first = next(iter(form.errors.values()))[0]
+        return _refused(request, ApplicationError(str(first)), url)
+    d = form.cleaned_data
+    try:
+        safety.rollout_alert_settings_update(
+            rollout=rollout,
+            actor=request.user,
+            alert_policy=d["alert_policy"],
+            alert_matchers=d["alert_matchers"],
+            alert_auto_resume=d["alert_auto_resume"],
+            rotate_secret=d["rotate_secret"],
+        )
+    except ApplicationError as exc:
+        return _refused(request, exc, url)
+    words = "Alert settings saved."
+    if d["rotate_secret"]:
+        words += " Paste the new receiver configuration into Alertmanager."
+    return done(request, message=words, redirect_to=url, events=[CHANGED])
+
+
+# ---------------------------------------------------------------------------------------------
+# Calendar
+
+
+@dataclass
+class CalendarDay:
+    date: Any
+    entries: list[tuple[selectors.CalendarEntry, bool]]
+    in_month: bool
+    is_today: bool
+
+
+def _calendar_range(query: CalendarQuery) -> tuple[Any, Any]:
+    if query.view == "week":
+        first = query.date - timedelta(days=query.date.weekday())
+        return first, first + timedelta(days=7)
+    month_start = query.date.replace(day=1)
+    first = month_start - timedelta(days=month_start.weekday())
+    next_month = (month_start + timedelta(days=32)).replace(day=1)
+    last = next_month + timedelta(days=(7 - next_month.weekday()) % 7)
+    return first, last
+
+
+@require("rollouts.view_rollout")
+def calendar(request: HtmxHttpRequest) -> HttpResponse:
+    query = CalendarQuery(request.GET)
+    first, last = _calendar_range(query)
+    tz = query.tz
+    start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
+    end = datetime.combine(last, datetime.min.time(), tzinfo=tz)
+    entries = selectors.calendar_entries(start=start, end=end, environment=query.environment)
+    # (entry, continued from an earlier day) per day; a window spanning days shows on each.
+    by_day: dict[Any, list[tuple[selectors.CalendarEntry, bool]]] = {}
+    for entry in entries:
+        day = entry.start.astimezone(tz).date()
+        by_day.setdefault(day, []).append((entry, False))
+        if entry.end is not None:
+            current = max(day + timedelta(days=1), first)
+            end_day = (entry.end - timedelta(seconds=1)).astimezone(tz).date()
+            while current <= end_day and current < last:
+                by_day.setdefault(current, []).append((entry, True))
+                current += timedelta(days=1)
+    for day_entries in by_day.values():
+        # Continuations first: they are what is going on when the day begins.
+        day_entries.sort(key=lambda pair: (not pair[1], pair[0].start))
+    days = []
+    current = first
+    while current < last:
+        days.append(
+            CalendarDay(
+                date=current,
+                entries=by_day.get(current, []),
+                in_month=query.view == "week" or current.month == query.date.month,
+                is_today=current == query.today,
+            )
+        )
+        current += timedelta(days=1)
+    weeks = [days[i : i + 7] for i in range(0, len(days), 7)]
+    if query.view == "week":
+        previous, following = query.date - timedelta(days=7), query.date + timedelta(days=7)
+    else:
+        previous = (query.date.replace(day=1) - timedelta(days=1)).replace(day=1)
+        following = (query.date.replace(day=1) + timedelta(days=32)).replace(day=1)
+    feed_url = _calendar_feed_url(request, query)
+    context = {
+        "query": query,
+        "weeks": weeks,
+        "days": days,
+        "entries": entries,
+        "upcoming": [e for e in entries if e.kind == "planned"],
+        "previous": previous,
+        "following": following,
+        "environments": selectors.filter_choices()["environment"],
+        "timezones": [("UTC", "UTC")] + [(z, z) for z in _COMMON_ZONES],
+        "feed_url": feed_url,
+        "title": (
+            f"Week of {first:%b} {first.day}, {first.year}"
+            if query.view == "week"
+            else f"{query.date:%B %Y}"
+        ),
+    }
+    partial = "calendar-body" if _target(request) == "calendar-body" else None
+    return render_page(request, "rollouts/calendar.html", context, partial=partial)
+
+
+_COMMON_ZONES = (
+    "Europe/London", "Europe/Berlin", "Europe/Paris", "America/New_York", "America/Chicago",
+    "America/Los_Angeles", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney",
+)  # fmt: skip
+
+
+def _feed_token_model() -> Any:
+    """comms' FeedToken, looked up through the app registry: rollouts never imports comms."""
+    from django.apps import apps
+
+    try:
+        return apps.get_model("comms", "FeedToken")
+    except LookupError:
+        return None
+
+
+def _calendar_feed_url(request: HttpRequest, query: CalendarQuery) -> Any:
+    """A callable: the template asks for the URL (and the token is made) only when shown."""
+
+    def url() -> str:
+        model = _feed_token_model()
+        if model is None:
+            return ""
+        token, _ = model.objects.get_or_create(user=request.user)
+        path = reverse("rollouts:calendar_feed", args=[token.token])
+        if query.environment:
+            path += f"?environment={query.environment}"
+        return request.build_absolute_uri(path)
+
+    return url
+
+
+def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
+    """The calendar as iCalendar for subscriptions; the personal token is the only auth."""
+    import icalendar
+
+    model = _feed_token_model()
+    feed = model.objects.select_related("user").filter(token=token).first() if model else None
+    user = feed.user if feed else None
+    if user is None or not user.is_active or not user.has_perm("rollouts.view_rollout"):
+        raise Http404("No such calendar.")
+    now = timezone.now()
+    environment = str(request.GET.get("environment", ""))[:64]
+    entries = selectors.calendar_entries(
+        start=now - timedelta(days=30), end=now + timedelta(days=120), environment=environment,
+        now=now,
+    )  # fmt: skip
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//Rollcall//rollout calendar//EN")
+    cal.add("version", "2.0")
+    cal.add("x-wr-calname", "Rollcall rollouts" + (f" ({environment})" if environment else ""))
+    for entry in entries:
+        event = icalendar.Event()
+        event.add("uid", entry.uid)
+        event.add("dtstamp", now)
+        event.add("dtstart", entry.start)
+        event.add("dtend", entry.end or entry.start + timedelta(minutes=15))
+        prefix = {"planned": "Planned", "freeze": "Freeze", "allow": "Allowed", "done": "Done"}
+        event.add("summary", f"{prefix[entry.kind]}: {entry.title}")
+        if entry.note:
+            event.add("description", entry.note)
+        if entry.rollout is not None:
+            event.add(
+                "url",
+                request.build_absolute_uri(
+                    reverse("rollouts:detail", kwargs={"key": entry.rollout.key})
+                ),
+            )
+        if entry.kind == "freeze":
+            event.add("transp", "OPAQUE")
+        cal.add_component(event)
+    response = HttpResponse(cal.to_ical(), content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = 'inline; filename="rollcall.ics"'
+    return response
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows and policies (admins)
+
+
+@require("rollouts.view_freezewindow")
+@require_http_methods(["GET", "POST"])
+def windows(request: HtmxHttpRequest) -> HttpResponse:
+    can_add = request.user.has_perm("rollouts.add_freezewindow")
+    form = WindowForm(request.POST or None)
+    if request.method == "POST":
+        if not can_add:
+            raise PermissionDenied(
+                "Adding freeze windows needs the Admins role (settings, SDK keys, channels "
+                "and users); ask an admin."
+            )
+        if form.is_valid():
+            try:
+                window = safety.window_create(**form.service_kwargs(), actor=request.user)
+            except ApplicationError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(request, f"Window “{window.name}” saved.")
+                return redirect("rollouts:windows")
+    context = {
+        "notes": selectors.window_list(),
+        "form": form,
+        "can_add": can_add,
+        "can_delete": request.user.has_perm("rollouts.delete_freezewindow"),
+        "can_hold": request.user.has_perm("rollouts.change_rollout"),
+    }
+    return render(request, "rollouts/windows.html", context)
+
+
+@require("rollouts.delete_freezewindow", "delete freeze windows")
+@require_POST
+def window_delete(request: HtmxHttpRequest, window_id: int) -> HttpResponse:
+    window = FreezeWindow.objects.filter(pk=window_id).first()
+    if window is None:
+        raise Http404("No such window.")
+    safety.window_delete(window=window, actor=request.user)
+    return done(
+        request,
+        message=f"Window “{window.name}” deleted.",
+        redirect_to=reverse("rollouts:windows"),
+        events=[CHANGED],
+    )
+
+
+@require("rollouts.change_rollout", "hold rollouts")
+@require_POST
+def window_hold(request: HtmxHttpRequest, window_id: int) -> HttpResponse:
+    window = FreezeWindow.objects.filter(pk=window_id).first()
+    if window is None:
+        raise Http404("No such window.")
+    url = reverse("rollouts:windows")
+    try:
+        held = safety.window_hold_rollouts(
+            window=window,
+            actor=request.user,
+            source=Source.UI,
+            reason=request.POST.get("reason", "")[:2000],
+        )
+    except ApplicationError as exc:
+        return _refused(request, exc, url)
+    return done(request, message=f"{held} rollout(s) held.", redirect_to=url, events=[CHANGED])
+
+
+@require("rollouts.view_approvalpolicy")
+@require_http_methods(["GET", "POST"])
+def policies(request: HtmxHttpRequest) -> HttpResponse:
+    can_change = request.user.has_perm("rollouts.change_approvalpolicy")
+    rows = selectors.policy_rows()
+    forms_ = {}
+    for row in rows:
+        p = row.policy
+        initial = (
+            {
+                "min_percentage": p.min_percentage,
+                "approvals_required": p.approvals_required,
+                "allow_self_approval": p.allow_self_approval,
+                "requires_completed_in": p.requires_completed_in_id,
+            }
+            if p
+            else {"approvals_required": 1}
+        )
+        forms_[row.environment.id] = PolicyForm(initial=initial, prefix=f"env{row.environment.id}")
+    if request.method == "POST":
+        if not can_change:
+            raise PermissionDenied(
+                "Changing approval policies needs the Admins role (settings, SDK keys, channels "
+                "and users); ask an admin."
+            )
+        env_id = request.POST.get("environment", "")
+        row = next((r for r in rows if str(r.environment.id) == env_id), None)
+        if row is None:
+            raise Http404("No such environment.")
+        form = PolicyForm(request.POST, prefix=f"env{row.environment.id}")
+        forms_[row.environment.id] = form
+        if request.POST.get("op") == "delete":
+            safety.approval_policy_delete(environment=row.environment, actor=request.user)
+            messages.success(request, f"Gates of {row.environment.name} removed.")
+            return redirect("rollouts:policies")
+        if form.is_valid():
+            try:
+                safety.approval_policy_set(
+                    environment=row.environment, actor=request.user, **form.cleaned_data
+                )
+            except ApplicationError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(request, f"Gates of {row.environment.name} saved.")
+                return redirect("rollouts:policies")
+    context = {
+        "rows": [(row, forms_[row.environment.id]) for row in rows],
+        "can_change": can_change,
+    }
+    return render(request, "rollouts/policies.html", context)

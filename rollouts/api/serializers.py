@@ -9,7 +9,18 @@ from rest_framework import serializers
 
 from flags.models import Environment, Flag
 from rollouts import strategies
-from rollouts.models import Phase, Release, Rollout, RolloutEvent
+from rollouts.models import (
+    Approval,
+    ApprovalDecision,
+    ApprovalPolicy,
+    ChecklistItem,
+    FreezeWindow,
+    Hold,
+    Phase,
+    Release,
+    Rollout,
+    RolloutEvent,
+)
 from rollouts.services import allowed_actions, rollout_exposure
 
 # --------------------------------------------------------------------------------------------
@@ -71,23 +82,36 @@ class PhaseInputSerializer(serializers.Serializer):
     )
     gate = serializers.ChoiceField(choices=Phase.Gate.choices, required=False)
     notes = serializers.CharField(required=False, allow_blank=True)
+    requires_approval = serializers.BooleanField(required=False, default=False)
+    checklist = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=20,
+        help_text="Steps a person ticks before the phase starts.",
+    )
 
 
 class PhaseOutputSerializer(serializers.ModelSerializer):
     index = serializers.IntegerField(source="order", read_only=True)
     segment_name = serializers.CharField(source="segment.name", read_only=True, default=None)
     soak_seconds = serializers.SerializerMethodField()
+    checklist = serializers.SerializerMethodField()
 
     class Meta:
         model = Phase
         fields = (
             "index", "name", "percentage", "segment", "segment_name", "start_rule", "start_at",
-            "soak", "soak_seconds", "gate", "notes", "applied_at",
+            "soak", "soak_seconds", "gate", "requires_approval", "checklist", "notes",
+            "applied_at",
         )  # fmt: skip
         read_only_fields = fields
 
     def get_soak_seconds(self, phase: Phase) -> float | None:
         return phase.soak.total_seconds() if phase.soak is not None else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_checklist(self, phase: Phase) -> list[str]:
+        return [item.label for item in phase.checklist.all()]
 
 
 class RolloutOutputSerializer(serializers.ModelSerializer):
@@ -98,6 +122,7 @@ class RolloutOutputSerializer(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     exposure = serializers.SerializerMethodField()
     allowed_actions = serializers.SerializerMethodField()
+    active_holds = serializers.SerializerMethodField()
     phases = PhaseOutputSerializer(many=True, read_only=True)
 
     class Meta:
@@ -106,6 +131,7 @@ class RolloutOutputSerializer(serializers.ModelSerializer):
             "key", "release", "release_name", "environment", "strategy", "flag", "timezone",
             "owner", "state", "current_phase_index", "exposure", "phase_started_at",
             "next_due_at", "started_at", "finished_at", "allow_decreasing", "alert_policy",
+            "alert_matchers", "alert_auto_resume", "rollback_mode", "active_holds",
             "version", "allowed_actions", "phases", "created_at", "updated_at",
         )  # fmt: skip
         read_only_fields = fields
@@ -117,6 +143,15 @@ class RolloutOutputSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_allowed_actions(self, rollout: Rollout) -> list[str]:
         return sorted(allowed_actions(rollout))
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_active_holds(self, rollout: Rollout) -> list[dict[str, Any]]:
+        holds = getattr(rollout, "active_holds_list", None)
+        if holds is None:
+            holds = list(rollout.holds.filter(cleared_at__isnull=True))
+        return [
+            {"id": h.id, "kind": h.kind, "reason": h.reason, "held_at": h.held_at} for h in holds
+        ]
 
 
 class RolloutCreateInputSerializer(serializers.Serializer):
@@ -189,3 +224,159 @@ class EventOutputSerializer(serializers.ModelSerializer):
 def phases_payload(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Validated phase input as the services expect it."""
     return [dict(p) for p in phases]
+
+
+# --------------------------------------------------------------------------------------------
+# Rollout safety
+
+
+class RollbackInputSerializer(ActionInputSerializer):
+    mode = serializers.ChoiceField(
+        choices=Rollout.RollbackMode.choices,
+        required=False,
+        default=Rollout.RollbackMode.RESTORE,
+        help_text="restore: the rules from before the rollout; freeze: keep the current "
+        "exposure (not for canary and blue/green, which always switch back).",
+    )
+
+
+class OverrideInputSerializer(ActionInputSerializer):
+    override_window = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Inside a freeze window: override it (needs rollouts.override_freeze and a "
+        "reason; recorded as an `override` event). Approvals cannot be overridden.",
+    )
+
+
+class AdvanceOverrideInputSerializer(AdvanceInputSerializer, OverrideInputSerializer):
+    pass
+
+
+class HoldInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class HoldOutputSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    cleared_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    active = serializers.BooleanField(source="is_active", read_only=True)
+
+    class Meta:
+        model = Hold
+        fields = (
+            "id", "kind", "reason", "source", "created_by", "held_at", "active",
+            "alert_fingerprint", "alert_name", "alert_labels", "approval", "window",
+            "cleared_at", "cleared_by", "cleared_source", "clear_reason",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
+class DecisionOutputSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ApprovalDecision
+        fields = ("user", "decision", "comment", "at")
+        read_only_fields = fields
+
+
+class ApprovalOutputSerializer(serializers.ModelSerializer):
+    rollout = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    phase_index = serializers.IntegerField(source="phase.order", read_only=True)
+    phase_name = serializers.CharField(source="phase.name", read_only=True)
+    percentage = serializers.IntegerField(source="phase.percentage", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approvals = serializers.SerializerMethodField()
+    decisions = DecisionOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = (
+            "id", "rollout", "phase_index", "phase_name", "percentage", "state", "required",
+            "approvals", "allow_self_approval", "why", "requested_by", "requested_at",
+            "decided_at", "decisions",
+        )  # fmt: skip
+        read_only_fields = fields
+
+    def get_approvals(self, approval: Approval) -> int:
+        return sum(1 for d in approval.decisions.all() if d.decision == "approve")
+
+
+class DecisionInputSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class ChecklistItemOutputSerializer(serializers.ModelSerializer):
+    phase_index = serializers.IntegerField(source="phase.order", read_only=True)
+    ticked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ChecklistItem
+        fields = ("id", "phase_index", "position", "label", "ticked_by", "ticked_at", "note")
+        read_only_fields = fields
+
+
+class TickInputSerializer(serializers.Serializer):
+    ticked = serializers.BooleanField(required=False, default=True)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class WindowSerializer(serializers.ModelSerializer):
+    environment = serializers.SlugRelatedField(
+        slug_field="key",
+        queryset=Environment.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Environment key; null: every environment.",
+    )
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    duration = serializers.DurationField(
+        required=False, allow_null=True, help_text="Of each recurring occurrence, e.g. '07:00:00'."
+    )
+
+    class Meta:
+        model = FreezeWindow
+        fields = (
+            "id", "name", "kind", "environment", "timezone", "starts_at", "ends_at", "cron",
+            "duration", "reason", "is_active", "created_by", "created_at", "updated_at",
+        )  # fmt: skip
+        read_only_fields = ("id", "created_by", "created_at", "updated_at")
+        extra_kwargs = {
+            "starts_at": {"help_text": "One-off: start, ISO 8601 with an offset."},
+            "cron": {"help_text": "Recurring: 5-field cron in `timezone`, e.g. '0 9 * * 1-5'."},
+        }
+
+    def service_kwargs(self) -> dict[str, Any]:
+        data = dict(self.validated_data)
+        if "timezone" in data:
+            data["timezone_name"] = data.pop("timezone")
+        return data
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    environment = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    requires_completed_in = serializers.SlugRelatedField(
+        slug_field="key",
+        queryset=Environment.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Environment key where the release must have completed first.",
+    )
+
+    class Meta:
+        model = ApprovalPolicy
+        fields = (
+            "environment", "min_percentage", "approvals_required", "allow_self_approval",
+            "requires_completed_in", "updated_at",
+        )  # fmt: skip
+        read_only_fields = ("environment", "updated_at")
+
+
+class AlertSettingsInputSerializer(serializers.Serializer):
+    alert_policy = serializers.ChoiceField(choices=Rollout.AlertPolicy.choices, required=False)
+    alert_matchers = serializers.CharField(
+        required=False, allow_blank=True, help_text="Alertmanager matchers, one a line."
+    )
+    alert_auto_resume = serializers.BooleanField(required=False)
+    rotate_secret = serializers.BooleanField(required=False, default=False)

@@ -16,4 +16,45 @@ urlpatterns = [
         path(f"rollouts/<slug:key>/{action}", view.as_view(), name=f"api-rollout-{action}")
         for action, view in views.ACTION_VIEWS.items()
     ],
+    # Rollout safety
+    path("rollouts/<slug:key>/holds", views.RolloutHoldsApi.as_view(), name="api-rollout-holds"),
+    path(
+        "rollouts/<slug:key>/holds/<int:hold_id>/clear",
+        views.HoldClearApi.as_view(),
+        name="api-hold-clear",
+    ),
+    path(
+        "rollouts/<slug:key>/checklist",
+        views.RolloutChecklistApi.as_view(),
+        name="api-rollout-checklist",
+    ),
+    path(
+        "rollouts/<slug:key>/checklist/<int:item_id>",
+        views.ChecklistTickApi.as_view(),
+        name="api-checklist-tick",
+    ),
+    path(
+        "rollouts/<slug:key>/alert-settings",
+        views.RolloutAlertSettingsApi.as_view(),
+        name="api-rollout-alert-settings",
+    ),
+    path("approvals", views.ApprovalListApi.as_view(), name="api-approval-list"),
+    path(
+        "approvals/<int:approval_id>/approve",
+        views.ApprovalApproveApi.as_view(),
+        name="api-approval-approve",
+    ),
+    path(
+        "approvals/<int:approval_id>/decline",
+        views.ApprovalDeclineApi.as_view(),
+        name="api-approval-decline",
+    ),
+    path("windows", views.WindowListCreateApi.as_view(), name="api-window-list"),
+    path("windows/<int:pk>", views.WindowDetailApi.as_view(), name="api-window-detail"),
+    path("approval-policies", views.PolicyListApi.as_view(), name="api-policy-list"),
+    path(
+        "approval-policies/<slug:environment>",
+        views.PolicyDetailApi.as_view(),
+        name="api-policy-detail",
+    ),
 ]

@@ -18,19 +18,42 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rollouts import services
+from flags.models import Environment
+from rollouts import safety, services
 from rollouts.api.serializers import (
     ActionInputSerializer,
-    AdvanceInputSerializer,
+    AdvanceOverrideInputSerializer,
+    AlertSettingsInputSerializer,
+    ApprovalOutputSerializer,
+    ChecklistItemOutputSerializer,
+    DecisionInputSerializer,
     EventOutputSerializer,
+    HoldInputSerializer,
+    HoldOutputSerializer,
+    OverrideInputSerializer,
     PlanInputSerializer,
+    PolicySerializer,
     ReleaseInputSerializer,
     ReleaseOutputSerializer,
+    RollbackInputSerializer,
     RolloutCreateInputSerializer,
     RolloutOutputSerializer,
+    TickInputSerializer,
+    WindowSerializer,
     phases_payload,
 )
-from rollouts.models import Phase, Release, Rollout, RolloutEvent
+from rollouts.models import (
+    Approval,
+    ApprovalDecision,
+    ApprovalPolicy,
+    ChecklistItem,
+    FreezeWindow,
+    Hold,
+    Phase,
+    Release,
+    Rollout,
+    RolloutEvent,
+)
 
 API = RolloutEvent.Source.API
 TAG_RELEASES = ["releases"]
@@ -49,7 +72,13 @@ def _rollouts() -> QuerySet[Rollout]:
     return (
         Rollout.objects.select_related("environment", "flag", "owner", "release")
         .prefetch_related(
-            Prefetch("phases", queryset=Phase.objects.select_related("segment").order_by("order"))
+            Prefetch("phases", queryset=Phase.objects.select_related("segment").order_by("order")),
+            Prefetch("phases__checklist", queryset=ChecklistItem.objects.order_by("position")),
+            Prefetch(
+                "holds",
+                queryset=Hold.objects.filter(cleared_at__isnull=True).order_by("held_at", "id"),
+                to_attr="active_holds_list",
+            ),
         )
         .order_by("-created_at", "-id")
     )
@@ -307,8 +336,15 @@ RolloutScheduleApi = _action(
 )
 RolloutStartApi = _action(
     "start",
-    "Start now: capture the flag's state and apply phase 1.",
-    lambda r, q, d: services.rollout_start(rollout=r, actor=q.user, source=API),
+    "Start now: capture the flag's state and apply phase 1 (its gates must be satisfied).",
+    lambda r, q, d: services.rollout_start(
+        rollout=r,
+        actor=q.user,
+        source=API,
+        override_window=d["override_window"],
+        reason=d["reason"],
+    ),
+    input_serializer=OverrideInputSerializer,
 )
 RolloutPauseApi = _action(
     "pause",
@@ -329,13 +365,21 @@ RolloutAdvanceApi = _action(
         source=API,
         reason=d["reason"],
         expected_phase_index=d.get("expected_phase_index"),
+        override_window=d["override_window"],
     ),
-    input_serializer=AdvanceInputSerializer,
+    input_serializer=AdvanceOverrideInputSerializer,
 )
 RolloutCompleteApi = _action(
     "complete",
     "Complete: apply the last phase's exposure now.",
-    lambda r, q, d: services.rollout_complete(rollout=r, actor=q.user, source=API),
+    lambda r, q, d: services.rollout_complete(
+        rollout=r,
+        actor=q.user,
+        source=API,
+        override_window=d["override_window"],
+        reason=d["reason"],
+    ),
+    input_serializer=OverrideInputSerializer,
 )
 RolloutCancelApi = _action(
     "cancel",
@@ -346,10 +390,23 @@ RolloutCancelApi = _action(
 )
 RolloutRollbackApi = _action(
     "rollback",
-    "Roll back: restore the flag's state from before the rollout at once.",
+    "Roll back: restore the flag's state from before the rollout at once (mode restore), or "
+    "stop where it is (mode freeze).",
     lambda r, q, d: services.rollout_rollback(
-        rollout=r, actor=q.user, source=API, reason=d["reason"]
+        rollout=r, actor=q.user, source=API, reason=d["reason"], mode=d["mode"]
     ),
+    input_serializer=RollbackInputSerializer,
+)
+RolloutHoldApi = _action(
+    "hold",
+    "Hold: the clock stops and exposure stays until the hold is cleared or it is resumed.",
+    lambda r, q, d: services.rollout_hold(rollout=r, actor=q.user, source=API, reason=d["reason"]),
+    input_serializer=HoldInputSerializer,
+)
+RolloutRequestApprovalApi = _action(
+    "request_approval",
+    "Ask for the approval the next phase needs (drafts, or after a decline).",
+    lambda r, q, d: safety.approval_request(rollout=r, actor=q.user, source=API),
 )
 
 ACTION_VIEWS: dict[str, type[_RolloutActionApi]] = {
@@ -361,4 +418,268 @@ ACTION_VIEWS: dict[str, type[_RolloutActionApi]] = {
     "complete": RolloutCompleteApi,
     "cancel": RolloutCancelApi,
     "rollback": RolloutRollbackApi,
+    "hold": RolloutHoldApi,
+    "request-approval": RolloutRequestApprovalApi,
 }
+
+
+# --------------------------------------------------------------------------------------------
+# Rollout safety: holds, approvals, checklists, alert settings, windows, policies
+
+TAG_SAFETY = ["rollout safety"]
+
+
+class RolloutHoldsApi(APIView):
+    required_permissions: ClassVar = {"GET": "rollouts.view_hold"}
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        parameters=[OpenApiParameter("active", bool, description="Only active holds.")],
+        responses=HoldOutputSerializer(many=True),
+    )
+    def get(self, request: Request, key: str) -> Response:
+        rollout = get_object_or_404(Rollout, key=key)
+        holds = Hold.objects.filter(rollout=rollout).select_related("created_by", "cleared_by")
+        if request.query_params.get("active") in ("1", "true"):
+            holds = holds.filter(cleared_at__isnull=True)
+        return _paginate(request, self, holds.order_by("held_at", "id"), HoldOutputSerializer)
+
+
+class HoldClearApi(APIView):
+    required_permissions: ClassVar = {"POST": "rollouts.change_rollout"}
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        request=ActionInputSerializer,
+        responses=RolloutOutputSerializer,
+        summary="Clear a hold; the last one leaves the rollout paused for a person to resume.",
+    )
+    def post(self, request: Request, key: str, hold_id: int) -> Response:
+        hold = get_object_or_404(Hold, pk=hold_id, rollout__key=key)
+        data = ActionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.rollout_hold_clear(
+            hold=hold, actor=request.user, source=API, reason=data.validated_data["reason"]
+        )
+        return Response(RolloutOutputSerializer(_rollout(key)).data)
+
+
+def _approvals() -> QuerySet[Approval]:
+    return Approval.objects.select_related("rollout", "phase", "requested_by").prefetch_related(
+        Prefetch("decisions", queryset=ApprovalDecision.objects.select_related("user"))
+    )
+
+
+class ApprovalListApi(APIView):
+    required_permissions: ClassVar = {"GET": "rollouts.view_approval"}
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        parameters=[
+            OpenApiParameter(
+                "state", str, enum=Approval.State.values, description="Default pending."
+            ),
+            OpenApiParameter("rollout", str, description="Rollout key."),
+            OpenApiParameter("mine", bool, description="Only those I may decide."),
+        ],
+        responses=ApprovalOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        state = params.get("state") or Approval.State.PENDING
+        qs = _approvals().filter(state=state)
+        if params.get("rollout"):
+            qs = qs.filter(rollout__key=params["rollout"])
+        if params.get("mine") in ("1", "true"):
+            user = request.user
+            qs = qs.exclude(decisions__user=user).exclude(
+                requested_by=user, allow_self_approval=False
+            )
+        return _paginate(request, self, qs.order_by("requested_at", "id"), ApprovalOutputSerializer)
+
+
+class _ApprovalDecideApi(APIView):
+    required_permissions: ClassVar = {"POST": "rollouts.approve_rollout"}
+    decision: ClassVar[str] = "approve"
+
+    def post(self, request: Request, approval_id: int) -> Response:
+        approval = get_object_or_404(Approval, pk=approval_id)
+        data = DecisionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        safety.approval_decide(
+            approval=approval,
+            actor=request.user,
+            decision=self.decision,
+            comment=data.validated_data["comment"],
+            source=API,
+        )
+        return Response(ApprovalOutputSerializer(_approvals().get(pk=approval_id)).data)
+
+
+class ApprovalApproveApi(_ApprovalDecideApi):
+    decision = "approve"
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        request=DecisionInputSerializer,
+        responses=ApprovalOutputSerializer,
+        summary="Approve (not your own request unless the policy allows it).",
+    )
+    def post(self, request: Request, approval_id: int) -> Response:
+        return super().post(request, approval_id)
+
+
+class ApprovalDeclineApi(_ApprovalDecideApi):
+    decision = "decline"
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        request=DecisionInputSerializer,
+        responses=ApprovalOutputSerializer,
+        summary="Decline with a comment: the rollout is held with it.",
+    )
+    def post(self, request: Request, approval_id: int) -> Response:
+        return super().post(request, approval_id)
+
+
+class RolloutChecklistApi(APIView):
+    required_permissions: ClassVar = {"GET": "rollouts.view_checklistitem"}
+
+    @extend_schema(tags=TAG_SAFETY, responses=ChecklistItemOutputSerializer(many=True))
+    def get(self, request: Request, key: str) -> Response:
+        rollout = get_object_or_404(Rollout, key=key)
+        items = (
+            ChecklistItem.objects.filter(phase__rollout=rollout)
+            .select_related("phase", "ticked_by")
+            .order_by("phase__order", "position", "id")
+        )
+        return Response(ChecklistItemOutputSerializer(items, many=True).data)
+
+
+class ChecklistTickApi(APIView):
+    required_permissions: ClassVar = {"POST": "rollouts.change_rollout"}
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        request=TickInputSerializer,
+        responses=ChecklistItemOutputSerializer,
+        summary="Tick (or untick) a step of a phase's checklist; who and when are recorded.",
+    )
+    def post(self, request: Request, key: str, item_id: int) -> Response:
+        item = get_object_or_404(
+            ChecklistItem.objects.select_related("phase__rollout"),
+            pk=item_id,
+            phase__rollout__key=key,
+        )
+        data = TickInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = safety.checklist_tick(
+            item=item,
+            actor=request.user,
+            source=API,
+            ticked=data.validated_data["ticked"],
+            note=data.validated_data["note"],
+        )
+        return Response(ChecklistItemOutputSerializer(item).data)
+
+
+class RolloutAlertSettingsApi(APIView):
+    required_permissions: ClassVar = {"PATCH": "rollouts.change_rollout"}
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        request=AlertSettingsInputSerializer,
+        responses=RolloutOutputSerializer,
+        summary="What an Alertmanager alert does to the rollout, and which alerts count.",
+    )
+    def patch(self, request: Request, key: str) -> Response:
+        rollout = get_object_or_404(Rollout, key=key)
+        data = AlertSettingsInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        safety.rollout_alert_settings_update(
+            rollout=rollout, actor=request.user, **data.validated_data
+        )
+        return Response(RolloutOutputSerializer(_rollout(key)).data)
+
+
+def _windows() -> QuerySet[FreezeWindow]:
+    return FreezeWindow.objects.select_related("environment", "created_by").order_by(
+        "kind", "name", "id"
+    )
+
+
+class WindowListCreateApi(APIView):
+    queryset = FreezeWindow.objects.all()
+
+    @extend_schema(tags=TAG_SAFETY, responses=WindowSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return _paginate(request, self, _windows(), WindowSerializer)
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        request=WindowSerializer,
+        responses={201: WindowSerializer},
+        summary="A freeze (deny) or allowed-hours window: one-off or cron + duration.",
+    )
+    def post(self, request: Request) -> Response:
+        data = WindowSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        window = safety.window_create(actor=request.user, **data.service_kwargs())
+        return Response(
+            WindowSerializer(_windows().get(pk=window.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+
+class WindowDetailApi(APIView):
+    queryset = FreezeWindow.objects.all()
+
+    @extend_schema(tags=TAG_SAFETY, responses=WindowSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(WindowSerializer(get_object_or_404(_windows(), pk=pk)).data)
+
+    @extend_schema(tags=TAG_SAFETY, request=WindowSerializer, responses=WindowSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        window = get_object_or_404(FreezeWindow, pk=pk)
+        data = WindowSerializer(window, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        safety.window_update(window=window, actor=request.user, **data.service_kwargs())
+        return Response(WindowSerializer(_windows().get(pk=pk)).data)
+
+    @extend_schema(tags=TAG_SAFETY, responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        safety.window_delete(window=get_object_or_404(FreezeWindow, pk=pk), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PolicyListApi(APIView):
+    queryset = ApprovalPolicy.objects.all()
+
+    @extend_schema(tags=TAG_SAFETY, responses=PolicySerializer(many=True))
+    def get(self, request: Request) -> Response:
+        qs = ApprovalPolicy.objects.select_related("environment", "requires_completed_in")
+        return Response(PolicySerializer(qs.order_by("environment__order"), many=True).data)
+
+
+class PolicyDetailApi(APIView):
+    queryset = ApprovalPolicy.objects.all()
+
+    @extend_schema(
+        tags=TAG_SAFETY,
+        request=PolicySerializer,
+        responses=PolicySerializer,
+        summary="Create or replace an environment's gates (live rollouts follow at once).",
+    )
+    def put(self, request: Request, environment: str) -> Response:
+        env = get_object_or_404(Environment, key=environment)
+        data = PolicySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        policy = safety.approval_policy_set(
+            environment=env, actor=request.user, **data.validated_data
+        )
+        return Response(PolicySerializer(policy).data)
+
+    @extend_schema(tags=TAG_SAFETY, responses={204: None})
+    def delete(self, request: Request, environment: str) -> Response:
+        env = get_object_or_404(Environment, key=environment)
+        safety.approval_policy_delete(environment=env, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -748,3 +748,27 @@ def test_notice_about_rollout__manual__phase_variables_are_the_next_phase(audien
     assert (
         notice.rendered_text == "Starts Wed 6 Mar 2030, 10:00 CET (in 47 hours) for 50% of users."
     )
+
+
+@pytest.mark.parametrize(("auto_resume", "resumed_notices"), [(False, 0), (True, 1)])
+def test_hold_cleared__resumed_notice_only_when_the_rollout_runs_again(
+    audiences, auto_resume, resumed_notices
+):
+    rollout = started_rollout(10, 50, now=T0)
+    rollout_services.rollout_hold(
+        rollout=rollout, actor=None, source=UI, reason="HighErrorRate", now=T0 + H
+    )
+    services.events_dispatch_pending(now=T0 + H)
+    rollout.refresh_from_db()
+    hold = rollout.holds.get()
+    rollout_services.rollout_hold_clear(
+        hold=hold, actor=None, source=UI, now=T0 + 2 * H, auto_resume=auto_resume
+    )
+    services.events_dispatch_pending(now=T0 + 2 * H)
+
+    rollout.refresh_from_db()
+    assert rollout.state == ("running" if auto_resume else "paused")
+    assert len(notices(rollout, event=E.RESUMED)) == resumed_notices * len(
+        {n.audience_id for n in notices(rollout, event=E.HELD)}
+    )
+    assert notices(rollout, event=E.HELD), "the hold itself was announced"

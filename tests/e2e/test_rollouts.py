@@ -74,8 +74,13 @@ def test_release_manager__release_to_rollback__progress_updates_live(ui, world, 
     assert confirmed and confirmed[-1].startswith("Start the next phase now?")
     ui.audit()
 
-    # Roll back (confirmed): final, so the progress region stops polling.
-    page.get_by_role("button", name="Roll back").click()
+    # Roll back (confirmed): final, so the progress region stops polling. Since rollout safety
+    # the person first chooses how (restore the old rules, or freeze the current exposure).
+    page.locator("#rollout-header summary", has_text="Roll back").click()
+    choice = page.get_by_role("form", name="Roll back this rollout")
+    expect(choice.get_by_label("Restore the rules from before the rollout")).to_be_checked()
+    ui.audit()
+    choice.get_by_role("button", name="Roll back").click()
     expect(progress.locator(".state")).to_contain_text("Rolled back")
     assert confirmed[-1].startswith("Roll back this rollout?")
     expect(progress).not_to_have_attribute("hx-trigger", re.compile("every"))

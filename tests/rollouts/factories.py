@@ -59,9 +59,12 @@ def phase(
     start_at: datetime | None = None,
     gate: str = "automatic",
     notes: str = "",
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A plan phase dict as `rollout_create` / `rollout_plan_update` take it."""
+    """A plan phase dict as `rollout_create` / `rollout_plan_update` take it (`extra`: e.g.
+    requires_approval=True, checklist=["Staging sign-off"])."""
     return {
+        **extra,
         "name": name,
         "percentage": percentage,
         "segment": segment,
@@ -215,3 +218,68 @@ def rollout_with_phases(
         rollout.phase_started_at = start + current * step
         rollout.save(update_fields=["started_at", "phase_started_at"])
     return rollout
+
+
+# --------------------------------------------------------------------------------------------
+# Safety: policies, windows and alerts. Added with rollout safety.
+
+
+def gate_policy(environment: Environment, **kwargs: Any):
+    """An environment's approval/promotion policy, through the service."""
+    from rollouts import safety
+
+    return safety.approval_policy_set(environment=environment, actor=None, **kwargs)
+
+
+def freeze(
+    name: str = "Freeze",
+    *,
+    environment: Environment | None = None,
+    kind: str = "deny",
+    tz: str = "UTC",
+    **kwargs: Any,
+):
+    """A freeze (or allow) window, through the service."""
+    from rollouts import safety
+
+    return safety.window_create(
+        name=name, kind=kind, environment=environment, timezone_name=tz, actor=None, **kwargs
+    )
+
+
+def alert_payload(
+    *alerts: dict[str, Any], status: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """An Alertmanager webhook body (version 4) around these alerts."""
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="HighErrorRate"}',
+        "truncatedAlerts": 0,
+        "status": status or (alerts[0]["status"] if alerts else "firing"),
+        "receiver": "rollcall",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts),
+        **extra,
+    }
+
+
+def alert(
+    *,
+    status: str = "firing",
+    fingerprint: str = "f00dfeed",
+    starts_at: str = "2030-03-04T09:05:00Z",
+    **labels: str,
+) -> dict[str, Any]:
+    labels = {"alertname": "HighErrorRate", "severity": "page", **labels}
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": {"summary": "5xx above 2%"},
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2030-03-04T09:30:00Z",
+        "generatorURL": "http://prometheus:9090/graph",
+        "fingerprint": fingerprint,
+    }

@@ -47,3 +47,20 @@ def test_admin__pause_action__goes_through_the_service(admin_client_role, runnin
     assert running.state == Rollout.State.PAUSED
     event = running.events.get(kind=RolloutEvent.Kind.PAUSED)
     assert event.actor.username == "ada"
+
+
+def test_admin__safety_models__listed_read_only(admin_client_role, running):
+    from datetime import UTC, datetime
+
+    from rollouts.services import rollout_hold
+    from tests.rollouts.factories import freeze
+
+    freeze(
+        "Admin freeze",
+        starts_at=datetime(2040, 1, 1, tzinfo=UTC),
+        ends_at=datetime(2040, 1, 2, tzinfo=UTC),
+    )
+    rollout_hold(rollout=running, actor=None, source=RolloutEvent.Source.UI, reason="admin hold")
+    assert "Admin freeze" in admin_client_role.get("/admin/rollouts/freezewindow/").content.decode()
+    assert "admin hold" in admin_client_role.get("/admin/rollouts/hold/").content.decode()
+    assert admin_client_role.get("/admin/rollouts/freezewindow/add/").status_code == 403

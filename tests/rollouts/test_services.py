@@ -760,10 +760,11 @@ def test_rollout_exposure__beta_testers_then_percentage__beta_keep_it(env):
 
 ALLOWED = {
     State.DRAFT: {"edit_plan", "schedule", "start", "cancel"},
-    State.SCHEDULED: {"edit_plan", "start", "cancel"},
-    State.RUNNING: {"edit_plan", "pause", "advance_now", "complete", "cancel", "rollback"},
-    State.PAUSED: {"edit_plan", "resume", "complete", "cancel", "rollback"},
-    State.HELD: {"edit_plan", "resume", "complete", "cancel", "rollback"},
+    # "hold" added with rollout safety (a person can hold any live rollout with a reason).
+    State.SCHEDULED: {"edit_plan", "start", "cancel", "hold"},
+    State.RUNNING: {"edit_plan", "pause", "advance_now", "complete", "cancel", "rollback", "hold"},
+    State.PAUSED: {"edit_plan", "resume", "complete", "cancel", "rollback", "hold"},
+    State.HELD: {"edit_plan", "resume", "complete", "cancel", "rollback", "hold"},
     State.COMPLETED: {"rollback"},
     State.ROLLED_BACK: set(),
     State.CANCELLED: set(),

@@ -231,3 +231,26 @@ def test_ofrep_example__copyable_curl_for_the_flag(strategy):
     assert f"https://rollcall.example/ofrep/v1/evaluate/flags/{rollout.flag.key}" in text
     assert "Authorization: Bearer" in text
     assert '"context"' in text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("strategy_key", sorted(strategies.STRATEGIES))
+def test_ofrep_example__pasted_into_a_shell__sends_the_sdk_key(strategy_key):
+    import subprocess
+
+    beta_segment()
+    template = strategies.STRATEGIES[strategy_key].templates[0].key
+    rollout = make_rollout(strategy=strategy_key, template=template)
+    example = strategies.STRATEGIES[strategy_key].ofrep_example(rollout, "http://rollcall.test")
+    # Replace curl by a function that prints its arguments, one per line.
+    script = "curl() { printf '%s\\n' \"$@\"; }\n" + example
+    result = subprocess.run(
+        ["bash", "-c", script],
+        env={"ROLLCALL_SDK_KEY": "rc_test_secret", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    args = result.stdout.splitlines()
+    assert "Authorization: Bearer rc_test_secret" in args
+    assert f"http://rollcall.test/ofrep/v1/evaluate/flags/{rollout.flag.key}" in args
