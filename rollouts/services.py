@@ -1665,6 +1665,24 @@ def rollout_pause(
     return rollout
 
 
+def _finish(
+    rollout: Rollout,
+    *,
+    state: str,
+    now: datetime,
+    actor: AbstractBaseUser | None,
+    extra_fields: tuple[str, ...] = (),
+) -> None:
+    """Move a rollout to a final state: the clock stops for good and nothing is due."""
+    _close_pause(rollout, now)
+    rollout.state = state
+    rollout.finished_at = now
+    rollout.next_due_at = None
+    rollout.held_from = ""
+    fields = ["state", "finished_at", "next_due_at", "paused_at", "paused_for", "held_from"]
+    _save(rollout, actor, [*fields, *extra_fields])
+
+
 def _close_pause(rollout: Rollout, now: datetime) -> timedelta:
     stopped = timedelta(0)
     if rollout.paused_at is not None:
@@ -1774,14 +1792,7 @@ def rollout_complete(
         )  # fmt: skip
         return rollout
     # Already at the last phase (its plan was shortened): only the state changes.
-    rollout.state = State.COMPLETED
-    rollout.finished_at = now
-    rollout.next_due_at = None
-    _save(
-        rollout,
-        actor,
-        ["state", "finished_at", "next_due_at", "paused_at", "paused_for", "held_from"],
-    )
+    _finish(rollout, state=State.COMPLETED, now=now, actor=actor)
     _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
     _record(
         rollout,
@@ -1816,16 +1827,7 @@ def rollout_cancel(
     cleared = _clear_holds(
         _active_holds(rollout), now=now, actor=actor, source=source, reason="cancelled"
     )
-    _close_pause(rollout, now)
-    rollout.state = State.CANCELLED
-    rollout.finished_at = now
-    rollout.next_due_at = None
-    rollout.held_from = ""
-    _save(
-        rollout,
-        actor,
-        ["state", "finished_at", "next_due_at", "paused_at", "paused_for", "held_from"],
-    )
+    _finish(rollout, state=State.CANCELLED, now=now, actor=actor)
     phases = _phases(rollout)
     _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
     pct = _percentage(phases, rollout.current_phase_index)
@@ -1894,18 +1896,8 @@ def rollout_rollback(
     cleared = _clear_holds(
         _active_holds(rollout), now=now, actor=actor, source=source, reason="rolled back"
     )
-    _close_pause(rollout, now)
-    rollout.state = State.ROLLED_BACK
-    rollout.finished_at = now
-    rollout.next_due_at = None
-    rollout.held_from = ""
     rollout.rollback_mode = mode
-    _save(
-        rollout,
-        actor,
-        ["state", "finished_at", "next_due_at", "paused_at", "paused_for", "held_from",
-         "rollback_mode"],
-    )  # fmt: skip
+    _finish(rollout, state=State.ROLLED_BACK, now=now, actor=actor, extra_fields=("rollback_mode",))
     phases = _phases(rollout)
     _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
     current = _percentage(phases, rollout.current_phase_index)
