@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "core.middleware.HtmxLoginRedirectMiddleware",
+    "core.middleware.DataErrorMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
 ]
 

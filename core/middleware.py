@@ -23,3 +23,30 @@ class HtmxLoginRedirectMiddleware:
         if htmx and location.startswith(self.login_url):
             return HttpResponseClientRedirect(location)
         return response
+
+
+class DataErrorMiddleware:
+    """Input the database refuses (NUL characters, out-of-range numbers) is the sender's
+    mistake: answer 400 with a message, never a 500. The transaction was rolled back."""
+
+    MESSAGE = (
+        "The request contains a value the database cannot store (for example a NUL character "
+        "or a number out of range). Nothing was changed."
+    )
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from django.db import DataError
+        from django.http import JsonResponse
+        from django.shortcuts import render
+
+        if not isinstance(exception, DataError):
+            return None
+        if request.path.startswith(("/api/", "/ofrep/", "/hooks/")):
+            return JsonResponse({"error": "invalid", "message": self.MESSAGE}, status=400)
+        return render(request, "400.html", {"message": self.MESSAGE}, status=400)

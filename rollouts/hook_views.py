@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -32,8 +33,12 @@ def _bearer(request: HttpRequest) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 def _rollout_for(secret: str) -> Rollout | None:
-    if not secret or len(secret) > 64:
+    # Secrets are URL-safe tokens; anything else (NUL bytes included) cannot match one.
+    if not SECRET_RE.match(secret):
         return None
     rollout = Rollout.objects.filter(alert_secret=secret).exclude(alert_secret="").first()
     if rollout is None or not hmac.compare_digest(rollout.alert_secret, secret):

@@ -673,6 +673,9 @@ def alertmanager_parse(body: bytes | str) -> list[Alert]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApplicationError("The body is not JSON.", field="body") from None
+    raw = body if isinstance(body, str) else body.decode("utf-8")
+    if "\\u0000" in raw or "\x00" in raw:
+        raise ApplicationError("The body contains NUL characters; remove them.", field="body")
     if not isinstance(payload, dict):
         raise ApplicationError("The body must be a JSON object.", field="body")
     version = payload.get("version")

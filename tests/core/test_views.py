@@ -105,3 +105,25 @@ def test_htmx_request__session_expired__client_redirect_to_login(client, db):
     response = client.get("/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     assert response["HX-Redirect"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize(
+    ("path", "json_body"), [("/api/v1/flags/", True), ("/flags/x/details/", False)]
+)
+def test_data_error__answered_400_with_a_message(rf, db, path, json_body):
+    from django.db import DataError
+
+    from core.middleware import DataErrorMiddleware
+
+    middleware = DataErrorMiddleware(lambda request: None)
+    response = middleware.process_exception(rf.post(path), DataError("NUL (0x00) bytes"))
+    assert response.status_code == 400
+    assert b"cannot store" in response.content
+    assert (response["Content-Type"] == "application/json") is json_body
+
+
+def test_data_error_middleware__other_exceptions__left_to_django(rf):
+    from core.middleware import DataErrorMiddleware
+
+    middleware = DataErrorMiddleware(lambda request: None)
+    assert middleware.process_exception(rf.get("/"), ValueError("boom")) is None

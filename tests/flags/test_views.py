@@ -872,3 +872,12 @@ def test_admin__flags_changelist_and_archive_action(admin_client_role, flag):
     assert response.status_code == 200
     flag.refresh_from_db()
     assert flag.lifecycle == Flag.Lifecycle.ARCHIVED
+
+
+def test_settings__admin__links_every_admin_section(admin_client_role):
+    from django.urls import reverse
+
+    html = admin_client_role.get(reverse("flags:settings")).content.decode()
+    for name in ("rollouts:policies", "rollouts:windows", "comms:audiences"):
+        assert f'href="{reverse(name)}"' in html
+    assert 'href="/admin/auth/user/"' in html

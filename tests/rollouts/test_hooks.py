@@ -192,3 +192,23 @@ def test_hook__fuzzed_secrets__404_and_nothing_changes(client, running, secret, 
     response = post(client, "/hooks/alertmanager", body, HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert response.status_code == 404
     assert fingerprint_of_state(running) == before
+
+
+def test_hook__nul_character_in_a_label__400_and_nothing_changes(client, running):
+    before = fingerprint_of_state(running)
+    payload = alert_payload(alert(rollout=running.key))
+    payload["alerts"][0]["annotations"] = {"summary": "bad\u0000value"}
+    response = post(client, url_for(running), payload)
+    assert response.status_code == 400
+    assert "NUL" in response.json()["message"]
+    assert fingerprint_of_state(running) == before
+
+
+def test_hook__nul_character_in_the_secret__404(client, running):
+    response = post(
+        client,
+        "/hooks/alertmanager",
+        alert_payload(alert(rollout=running.key)),
+        HTTP_AUTHORIZATION="Bearer abc\x00def",
+    )
+    assert response.status_code == 404
