@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from comms import selectors, services
 from comms.api import serializers as s
 from comms.models import Audience, Delivery, Notice, NoticeTemplate
+from core.exceptions import ApplicationError
 from rollouts.models import Rollout
 
 AUDIENCES, TEMPLATES, PLANS, NOTICES = ["audiences"], ["notice templates"], ["plans"], ["notices"]
@@ -213,10 +214,12 @@ class NoticeListCreateApi(APIView):
         if params.get("rollout"):
             rollout_id = get_object_or_404(Rollout, key=params["rollout"]).id
         audience = params.get("audience")
+        if audience and not (audience.isdigit() and len(audience) < 19):
+            raise ApplicationError("`audience` must be an audience id.", field="audience")
         limit = params.get("limit", "100")
         notices = selectors.notice_list(
             state=params.get("state") or None,
-            audience_id=int(audience) if audience and audience.isdigit() else None,
+            audience_id=int(audience) if audience else None,
             rollout_id=rollout_id,
             limit=min(int(limit), 500) if limit.isdigit() else 100,
         )

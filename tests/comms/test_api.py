@@ -220,3 +220,10 @@ def test_schema__generates_with_notice_endpoints(api):
     paths = response.json()["paths"]
     assert "/api/v1/notices/{id}/send/" in paths
     assert "/api/v1/notice-plans/{key}/" in paths
+
+
+@pytest.mark.parametrize("audience", ["9" * 30, "abc"])
+def test_notice_list__audience_not_an_id__400_with_message(rm_client, audience):
+    response = rm_client.get(f"/api/v1/notices/?audience={audience}")
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"audience": ["`audience` must be an audience id."]}

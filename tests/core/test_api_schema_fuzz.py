@@ -1,0 +1,32 @@
+"""Property-based API test: schemathesis generates requests from the OpenAPI schema and every
+answer must be something other than a server error (bad input gets a 4xx with a message)."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from rest_framework.authtoken.models import Token
+
+from config.wsgi import application
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+
+
+@pytest.fixture
+def admin_token(admin_user_role) -> str:
+    return Token.objects.create(user=admin_user_role).key
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+def test_api__generated_requests__never_a_server_error(case, admin_token):
+    case.headers = {**(case.headers or {}), "Authorization": f"Token {admin_token}"}
+    response = case.call(headers={"Host": "localhost"})
+    assert response.status_code < 500, (case.method, case.path, response.text[:500])
