@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django_htmx.http import trigger_client_event
@@ -60,6 +61,18 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, ConflictError):
         return Response(
             {"error": "conflict", "message": exc.message}, status=status.HTTP_409_CONFLICT
+        )
+    if isinstance(exc, DjangoValidationError):
+        # A model's own validation (full_clean) caught what the serializer let through.
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {}
+        messages_ = exc.messages
+        return Response(
+            {
+                "error": "invalid",
+                "message": " ".join(messages_) or "The request has invalid fields.",
+                **({"fields": fields} if fields else {}),
+            },
+            status=status.HTTP_400_BAD_REQUEST,
         )
     if isinstance(exc, ApplicationError):
         body: dict[str, Any] = {"error": exc.code, "message": exc.message}

@@ -127,3 +127,15 @@ def test_data_error_middleware__other_exceptions__left_to_django(rf):
 
     middleware = DataErrorMiddleware(lambda request: None)
     assert middleware.process_exception(rf.get("/"), ValueError("boom")) is None
+
+
+def test_api__model_validation_error__400_with_fields(admin_client_role):
+    response = admin_client_role.post(
+        "/api/v1/environments/",
+        {"key": "k" * 200, "name": "Too long"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid"
+    assert "key" in body["fields"]
