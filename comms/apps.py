@@ -30,15 +30,30 @@ def notices_panel(request: Any) -> tuple[str, dict[str, Any]] | None:
     return "comms/_dashboard_panel.html", {"comms_panel": dashboard_notices(now=timezone.now())}
 
 
+def rollout_notices_section(request: Any, *, rollout: Any) -> tuple[str, dict[str, Any]] | None:
+    """On the rollout page: its communication plan as a timeline of notices."""
+    if not request.user.has_perm("comms.view_notice"):
+        return None
+    from django.utils import timezone
+
+    from comms.selectors import planned_notices
+
+    return "comms/_rollout_section.html", {
+        "rollout": rollout,
+        "planned": planned_notices(rollout, timezone.now()),
+    }
+
+
 class CommsConfig(AppConfig):
     name = "comms"
     verbose_name = "Communication"
 
     def ready(self) -> None:
         from comms.support_views import register as register_support_panels
-        from core.dashboard import register_panel
+        from core.dashboard import register_panel, register_section
         from rollouts.services import events_committed
 
         register_panel(notices_panel)
+        register_section("rollout_detail", rollout_notices_section)
         register_support_panels()
         events_committed.connect(on_events_committed, dispatch_uid="comms.events_committed")

@@ -26,3 +26,28 @@ def register_panel(panel: Panel) -> None:
 
 def panels() -> list[Panel]:
     return list(_PANELS)
+
+
+# Sections that a higher app adds to a lower app's page (e.g. comms' communication plan on
+# the rollout page), without the lower app importing the higher one.
+Section = Callable[..., tuple[str, dict[str, Any]] | None]
+_SECTIONS: dict[str, list[Section]] = {}
+
+
+def register_section(slot: str, section: Section) -> None:
+    registered = _SECTIONS.setdefault(slot, [])
+    if section not in registered:
+        registered.append(section)
+
+
+def render_sections(slot: str, request: HttpRequest, **kwargs: Any) -> list[str]:
+    """The HTML of every section registered for `slot` that has something to show."""
+    from django.template.loader import render_to_string
+
+    html = []
+    for section in _SECTIONS.get(slot, []):
+        result = section(request, **kwargs)
+        if result is not None:
+            template_name, context = result
+            html.append(render_to_string(template_name, context, request=request))
+    return html

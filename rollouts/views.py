@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 from django_htmx.middleware import HtmxDetails
 
+from core.dashboard import render_sections
 from core.exceptions import ApplicationError, ConflictError
 from core.http import done, render_page, toast
 from core.markdown import render_markdown
@@ -421,6 +422,7 @@ def rollout_detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
         return HttpResponse(html)
     if target in ("rollout-header", "safety"):
         return render(request, f"rollouts/detail.html#{target}", context)
+    context["extra_sections"] = render_sections("rollout_detail", request, rollout=detail.rollout)
     return render(request, "rollouts/detail.html", context)
 
 

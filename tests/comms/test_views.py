@@ -325,3 +325,19 @@ def test_dashboard__support_without_view_perm__no_panel(client, make_user):
     client.force_login(make_user("nobody"))
     body = client.get("/").content.decode()
     assert "Recent and upcoming notices" not in body
+
+
+@pytest.mark.django_db
+def test_rollout_page__shows_its_planned_notices_and_plan_link(rm_client):
+    from django.utils import timezone
+
+    from comms.services import plan_ensure
+    from tests.comms.factories import standard_audiences, started_rollout
+
+    standard_audiences()
+    rollout = started_rollout(10, 50, 100, now=timezone.now())
+    plan_ensure(rollout=rollout)
+    html = rm_client.get(f"/rollouts/{rollout.key}/").content.decode()
+    assert 'id="rollout-notices-title"' in html
+    assert f'href="/comms/plans/{rollout.key}/"' in html
+    assert "Customer support" in html
