@@ -249,8 +249,13 @@ def visible_actions(rollout: Rollout, user: Any) -> list[ActionSpec]:
 @require("rollouts.view_rollout")
 def rollout_list(request: HtmxHttpRequest) -> HttpResponse:
     filters = selectors.RolloutFilters.from_mapping(request.GET)
+    rows, page = selectors.rollout_list_page(filters=filters, page=request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
     context = {
-        "rows": selectors.rollout_list(filters=filters),
+        "rows": rows,
+        "page": page,
+        "page_query": query.urlencode(),
         "filters": filters,
         "choices": selectors.filter_choices(),
         "can_add": request.user.has_perm("rollouts.add_rollout"),

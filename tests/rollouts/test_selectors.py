@@ -302,3 +302,28 @@ def test_plan_editor_page__3_and_30_phases__same_number_of_queries(rm_client):
         return reverse("rollouts:plan", kwargs={"key": r.key})
 
     assert page_queries(rm_client, url(big)) == page_queries(rm_client, url(small))
+
+
+def test_rollout_list_page__60_rollouts__pages_of_50_in_constant_queries():
+    many_rollouts(10)
+    small = queries(lambda: selectors.rollout_list_page(page=1))
+    many_rollouts(50)
+    rows, page = selectors.rollout_list_page(page=1)
+    assert len(rows) == 50
+    assert page.paginator.count == 60
+    rows2, page2 = selectors.rollout_list_page(page=2)
+    assert page2.number == 2
+    assert len(rows2) == 10
+    assert {r.rollout.pk for r in rows}.isdisjoint({r.rollout.pk for r in rows2})
+    assert queries(lambda: selectors.rollout_list_page(page=2)) == small
+    # A page number out of range or not a number gives a real page, never an error.
+    assert selectors.rollout_list_page(page="99")[1].number == 2
+    assert selectors.rollout_list_page(page="x")[1].number == 1
+
+
+def test_rollout_list_view__second_page__links_back_and_keeps_filters(rm_client):
+    release = many_rollouts(55)[0].release
+    url = reverse("rollouts:list") + f"?release={release.pk}&page=2"
+    html = rm_client.get(url).content.decode()
+    assert "55 rollouts · page 2 of 2" in html
+    assert f'href="?release={release.pk}&amp;page=1"' in html
