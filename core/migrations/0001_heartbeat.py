@@ -4,22 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Heartbeat',
+            name="Heartbeat",
             fields=[
-                ('name', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('last_seen', models.DateTimeField()),
-                ('hostname', models.CharField(blank=True, max_length=255)),
+                ("name", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("last_seen", models.DateTimeField()),
+                ("hostname", models.CharField(blank=True, max_length=255)),
             ],
             options={
-                'verbose_name': 'heartbeat',
+                "verbose_name": "heartbeat",
             },
         ),
     ]

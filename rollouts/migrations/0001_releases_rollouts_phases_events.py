@@ -9,215 +9,722 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('flags', '0001_flags_environments_segments'),
+        ("flags", "0001_flags_environments_segments"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='HistoricalRelease',
+            name="HistoricalRelease",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('name', models.CharField(max_length=200)),
-                ('version', models.CharField(blank=True, max_length=50)),
-                ('summary', models.CharField(blank=True, max_length=500)),
-                ('changelog', models.TextField(blank=True, help_text='Markdown; rendered and sanitized.')),
-                ('label', models.CharField(choices=[('new', 'New'), ('improvement', 'Improvement'), ('fix', 'Fix'), ('deprecation', 'Deprecation')], default='new', max_length=16)),
-                ('known_issues', models.TextField(blank=True, help_text='Markdown; shown to support staff.')),
-                ('is_public', models.BooleanField(default=False, help_text='Shown on the public release notes page and feed.')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('owner', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("version", models.CharField(blank=True, max_length=50)),
+                ("summary", models.CharField(blank=True, max_length=500)),
+                (
+                    "changelog",
+                    models.TextField(blank=True, help_text="Markdown; rendered and sanitized."),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        choices=[
+                            ("new", "New"),
+                            ("improvement", "Improvement"),
+                            ("fix", "Fix"),
+                            ("deprecation", "Deprecation"),
+                        ],
+                        default="new",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "known_issues",
+                    models.TextField(blank=True, help_text="Markdown; shown to support staff."),
+                ),
+                (
+                    "is_public",
+                    models.BooleanField(
+                        default=False, help_text="Shown on the public release notes page and feed."
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical release',
-                'verbose_name_plural': 'historical releases',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical release",
+                "verbose_name_plural": "historical releases",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='Release',
+            name="Release",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=200)),
-                ('version', models.CharField(blank=True, max_length=50)),
-                ('summary', models.CharField(blank=True, max_length=500)),
-                ('changelog', models.TextField(blank=True, help_text='Markdown; rendered and sanitized.')),
-                ('label', models.CharField(choices=[('new', 'New'), ('improvement', 'Improvement'), ('fix', 'Fix'), ('deprecation', 'Deprecation')], default='new', max_length=16)),
-                ('known_issues', models.TextField(blank=True, help_text='Markdown; shown to support staff.')),
-                ('is_public', models.BooleanField(default=False, help_text='Shown on the public release notes page and feed.')),
-                ('flags', models.ManyToManyField(blank=True, related_name='releases', to='flags.flag')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=200)),
+                ("version", models.CharField(blank=True, max_length=50)),
+                ("summary", models.CharField(blank=True, max_length=500)),
+                (
+                    "changelog",
+                    models.TextField(blank=True, help_text="Markdown; rendered and sanitized."),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        choices=[
+                            ("new", "New"),
+                            ("improvement", "Improvement"),
+                            ("fix", "Fix"),
+                            ("deprecation", "Deprecation"),
+                        ],
+                        default="new",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "known_issues",
+                    models.TextField(blank=True, help_text="Markdown; shown to support staff."),
+                ),
+                (
+                    "is_public",
+                    models.BooleanField(
+                        default=False, help_text="Shown on the public release notes page and feed."
+                    ),
+                ),
+                (
+                    "flags",
+                    models.ManyToManyField(blank=True, related_name="releases", to="flags.flag"),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-created_at',),
+                "ordering": ("-created_at",),
             },
         ),
         migrations.CreateModel(
-            name='HistoricalRollout',
+            name="HistoricalRollout",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('key', models.SlugField(help_text="Stable id, e.g. for Alertmanager's `rollout` label.", max_length=100)),
-                ('strategy', models.CharField(choices=[('feature_flag', 'Feature flag'), ('canary', 'Canary'), ('blue_green', 'Blue/green'), ('rolling', 'Rolling'), ('shadow', 'Shadow')], max_length=16)),
-                ('timezone', models.CharField(default='UTC', help_text='IANA time zone name.', max_length=64)),
-                ('state', models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('running', 'Running'), ('paused', 'Paused'), ('held', 'Held'), ('completed', 'Completed'), ('rolled_back', 'Rolled back'), ('cancelled', 'Cancelled')], db_index=True, default='draft', max_length=16)),
-                ('current_phase_index', models.IntegerField(default=-1)),
-                ('phase_started_at', models.DateTimeField(blank=True, null=True)),
-                ('captured_state', models.JSONField(blank=True, null=True)),
-                ('allow_decreasing', models.BooleanField(default=False, help_text='Allow a phase with less exposure than the one before.')),
-                ('alert_policy', models.CharField(choices=[('hold', 'Hold the rollout'), ('rollback', 'Roll back')], default='hold', max_length=16)),
-                ('alert_secret', models.CharField(blank=True, max_length=64)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('environment', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='flags.environment')),
-                ('flag', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='flags.flag')),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('owner', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('release', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='rollouts.release')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                (
+                    "key",
+                    models.SlugField(
+                        help_text="Stable id, e.g. for Alertmanager's `rollout` label.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[
+                            ("feature_flag", "Feature flag"),
+                            ("canary", "Canary"),
+                            ("blue_green", "Blue/green"),
+                            ("rolling", "Rolling"),
+                            ("shadow", "Shadow"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        default="UTC", help_text="IANA time zone name.", max_length=64
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("scheduled", "Scheduled"),
+                            ("running", "Running"),
+                            ("paused", "Paused"),
+                            ("held", "Held"),
+                            ("completed", "Completed"),
+                            ("rolled_back", "Rolled back"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                ("current_phase_index", models.IntegerField(default=-1)),
+                ("phase_started_at", models.DateTimeField(blank=True, null=True)),
+                ("captured_state", models.JSONField(blank=True, null=True)),
+                (
+                    "allow_decreasing",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Allow a phase with less exposure than the one before.",
+                    ),
+                ),
+                (
+                    "alert_policy",
+                    models.CharField(
+                        choices=[("hold", "Hold the rollout"), ("rollback", "Roll back")],
+                        default="hold",
+                        max_length=16,
+                    ),
+                ),
+                ("alert_secret", models.CharField(blank=True, max_length=64)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="flags.environment",
+                    ),
+                ),
+                (
+                    "flag",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="flags.flag",
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "release",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="rollouts.release",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical rollout',
-                'verbose_name_plural': 'historical rollouts',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical rollout",
+                "verbose_name_plural": "historical rollouts",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='Rollout',
+            name="Rollout",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('key', models.SlugField(help_text="Stable id, e.g. for Alertmanager's `rollout` label.", max_length=100, unique=True)),
-                ('strategy', models.CharField(choices=[('feature_flag', 'Feature flag'), ('canary', 'Canary'), ('blue_green', 'Blue/green'), ('rolling', 'Rolling'), ('shadow', 'Shadow')], max_length=16)),
-                ('timezone', models.CharField(default='UTC', help_text='IANA time zone name.', max_length=64)),
-                ('state', models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('running', 'Running'), ('paused', 'Paused'), ('held', 'Held'), ('completed', 'Completed'), ('rolled_back', 'Rolled back'), ('cancelled', 'Cancelled')], db_index=True, default='draft', max_length=16)),
-                ('current_phase_index', models.IntegerField(default=-1)),
-                ('phase_started_at', models.DateTimeField(blank=True, null=True)),
-                ('next_due_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('captured_state', models.JSONField(blank=True, null=True)),
-                ('allow_decreasing', models.BooleanField(default=False, help_text='Allow a phase with less exposure than the one before.')),
-                ('alert_policy', models.CharField(choices=[('hold', 'Hold the rollout'), ('rollback', 'Roll back')], default='hold', max_length=16)),
-                ('alert_secret', models.CharField(blank=True, max_length=64)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rollouts', to='flags.environment')),
-                ('flag', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rollouts', to='flags.flag')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('release', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rollouts', to='rollouts.release')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "key",
+                    models.SlugField(
+                        help_text="Stable id, e.g. for Alertmanager's `rollout` label.",
+                        max_length=100,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[
+                            ("feature_flag", "Feature flag"),
+                            ("canary", "Canary"),
+                            ("blue_green", "Blue/green"),
+                            ("rolling", "Rolling"),
+                            ("shadow", "Shadow"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        default="UTC", help_text="IANA time zone name.", max_length=64
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("scheduled", "Scheduled"),
+                            ("running", "Running"),
+                            ("paused", "Paused"),
+                            ("held", "Held"),
+                            ("completed", "Completed"),
+                            ("rolled_back", "Rolled back"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                ("current_phase_index", models.IntegerField(default=-1)),
+                ("phase_started_at", models.DateTimeField(blank=True, null=True)),
+                ("next_due_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("captured_state", models.JSONField(blank=True, null=True)),
+                (
+                    "allow_decreasing",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Allow a phase with less exposure than the one before.",
+                    ),
+                ),
+                (
+                    "alert_policy",
+                    models.CharField(
+                        choices=[("hold", "Hold the rollout"), ("rollback", "Roll back")],
+                        default="hold",
+                        max_length=16,
+                    ),
+                ),
+                ("alert_secret", models.CharField(blank=True, max_length=64)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("version", models.PositiveIntegerField(default=1)),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rollouts",
+                        to="flags.environment",
+                    ),
+                ),
+                (
+                    "flag",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rollouts",
+                        to="flags.flag",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "release",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rollouts",
+                        to="rollouts.release",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-created_at',),
+                "ordering": ("-created_at",),
             },
         ),
         migrations.CreateModel(
-            name='Phase',
+            name="Phase",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('order', models.PositiveIntegerField()),
-                ('name', models.CharField(max_length=100)),
-                ('percentage', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('start_rule', models.CharField(choices=[('at', 'At a date and time'), ('after_soak', 'After a soak following the previous phase')], default='after_soak', max_length=16)),
-                ('start_at', models.DateTimeField(blank=True, null=True)),
-                ('soak', models.DurationField(blank=True, null=True)),
-                ('gate', models.CharField(choices=[('automatic', 'Automatic'), ('manual', 'Wait for a person to continue')], default='automatic', max_length=16)),
-                ('notes', models.TextField(blank=True)),
-                ('applied_at', models.DateTimeField(blank=True, null=True)),
-                ('segment', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='flags.segment')),
-                ('rollout', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='phases', to='rollouts.rollout')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("order", models.PositiveIntegerField()),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "percentage",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "start_rule",
+                    models.CharField(
+                        choices=[
+                            ("at", "At a date and time"),
+                            ("after_soak", "After a soak following the previous phase"),
+                        ],
+                        default="after_soak",
+                        max_length=16,
+                    ),
+                ),
+                ("start_at", models.DateTimeField(blank=True, null=True)),
+                ("soak", models.DurationField(blank=True, null=True)),
+                (
+                    "gate",
+                    models.CharField(
+                        choices=[
+                            ("automatic", "Automatic"),
+                            ("manual", "Wait for a person to continue"),
+                        ],
+                        default="automatic",
+                        max_length=16,
+                    ),
+                ),
+                ("notes", models.TextField(blank=True)),
+                ("applied_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "segment",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="flags.segment",
+                    ),
+                ),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="phases",
+                        to="rollouts.rollout",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('rollout', 'order'),
+                "ordering": ("rollout", "order"),
             },
         ),
         migrations.CreateModel(
-            name='HistoricalPhase',
+            name="HistoricalPhase",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('order', models.PositiveIntegerField()),
-                ('name', models.CharField(max_length=100)),
-                ('percentage', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('start_rule', models.CharField(choices=[('at', 'At a date and time'), ('after_soak', 'After a soak following the previous phase')], default='after_soak', max_length=16)),
-                ('start_at', models.DateTimeField(blank=True, null=True)),
-                ('soak', models.DurationField(blank=True, null=True)),
-                ('gate', models.CharField(choices=[('automatic', 'Automatic'), ('manual', 'Wait for a person to continue')], default='automatic', max_length=16)),
-                ('notes', models.TextField(blank=True)),
-                ('applied_at', models.DateTimeField(blank=True, null=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('segment', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='flags.segment')),
-                ('rollout', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='rollouts.rollout')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("order", models.PositiveIntegerField()),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "percentage",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "start_rule",
+                    models.CharField(
+                        choices=[
+                            ("at", "At a date and time"),
+                            ("after_soak", "After a soak following the previous phase"),
+                        ],
+                        default="after_soak",
+                        max_length=16,
+                    ),
+                ),
+                ("start_at", models.DateTimeField(blank=True, null=True)),
+                ("soak", models.DurationField(blank=True, null=True)),
+                (
+                    "gate",
+                    models.CharField(
+                        choices=[
+                            ("automatic", "Automatic"),
+                            ("manual", "Wait for a person to continue"),
+                        ],
+                        default="automatic",
+                        max_length=16,
+                    ),
+                ),
+                ("notes", models.TextField(blank=True)),
+                ("applied_at", models.DateTimeField(blank=True, null=True)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "segment",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="flags.segment",
+                    ),
+                ),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="rollouts.rollout",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical phase',
-                'verbose_name_plural': 'historical phases',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical phase",
+                "verbose_name_plural": "historical phases",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='RolloutEvent',
+            name="RolloutEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('created', 'Created'), ('plan_changed', 'Plan changed'), ('scheduled', 'Scheduled'), ('started', 'Started'), ('advanced', 'Phase started'), ('paused', 'Paused'), ('resumed', 'Resumed'), ('held', 'Held'), ('hold_cleared', 'Hold cleared'), ('completed', 'Completed'), ('rolled_back', 'Rolled back'), ('cancelled', 'Cancelled'), ('approval_requested', 'Approval requested'), ('approved', 'Approved'), ('declined', 'Declined'), ('override', 'Override'), ('note', 'Note')], max_length=32)),
-                ('source', models.CharField(choices=[('ui', 'UI'), ('api', 'API'), ('scheduler', 'Scheduler'), ('alert', 'Alert'), ('system', 'System')], max_length=16)),
-                ('at', models.DateTimeField(db_index=True)),
-                ('due_at', models.DateTimeField(blank=True, null=True)),
-                ('from_phase_index', models.IntegerField(blank=True, null=True)),
-                ('to_phase_index', models.IntegerField(blank=True, null=True)),
-                ('from_percentage', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('to_percentage', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('dispatched_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('rollout', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='rollouts.rollout')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("created", "Created"),
+                            ("plan_changed", "Plan changed"),
+                            ("scheduled", "Scheduled"),
+                            ("started", "Started"),
+                            ("advanced", "Phase started"),
+                            ("paused", "Paused"),
+                            ("resumed", "Resumed"),
+                            ("held", "Held"),
+                            ("hold_cleared", "Hold cleared"),
+                            ("completed", "Completed"),
+                            ("rolled_back", "Rolled back"),
+                            ("cancelled", "Cancelled"),
+                            ("approval_requested", "Approval requested"),
+                            ("approved", "Approved"),
+                            ("declined", "Declined"),
+                            ("override", "Override"),
+                            ("note", "Note"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("ui", "UI"),
+                            ("api", "API"),
+                            ("scheduler", "Scheduler"),
+                            ("alert", "Alert"),
+                            ("system", "System"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("at", models.DateTimeField(db_index=True)),
+                ("due_at", models.DateTimeField(blank=True, null=True)),
+                ("from_phase_index", models.IntegerField(blank=True, null=True)),
+                ("to_phase_index", models.IntegerField(blank=True, null=True)),
+                ("from_percentage", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("to_percentage", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("dispatched_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="rollouts.rollout",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('at', 'id'),
+                "ordering": ("at", "id"),
             },
         ),
         migrations.AddConstraint(
-            model_name='rollout',
-            constraint=models.CheckConstraint(condition=models.Q(('current_phase_index__gte', -1)), name='phase_index_valid'),
+            model_name="rollout",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("current_phase_index__gte", -1)), name="phase_index_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='phase',
-            constraint=models.UniqueConstraint(fields=('rollout', 'order'), name='phase_order_unique'),
+            model_name="phase",
+            constraint=models.UniqueConstraint(
+                fields=("rollout", "order"), name="phase_order_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='phase',
-            constraint=models.CheckConstraint(condition=models.Q(('percentage__isnull', True), models.Q(('percentage__gte', 0), ('percentage__lte', 100)), _connector='OR'), name='phase_percentage_0_100'),
+            model_name="phase",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("percentage__isnull", True),
+                    models.Q(("percentage__gte", 0), ("percentage__lte", 100)),
+                    _connector="OR",
+                ),
+                name="phase_percentage_0_100",
+            ),
         ),
         migrations.AddIndex(
-            model_name='rolloutevent',
-            index=models.Index(fields=['rollout', 'at'], name='event_rollout_at'),
+            model_name="rolloutevent",
+            index=models.Index(fields=["rollout", "at"], name="event_rollout_at"),
         ),
     ]

@@ -9,283 +9,791 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('flags', '0001_flags_environments_segments'),
-        ('rollouts', '0003_scheduler_sweep_schedule'),
+        ("flags", "0001_flags_environments_segments"),
+        ("rollouts", "0003_scheduler_sweep_schedule"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='rollout',
-            options={'ordering': ('-created_at',), 'permissions': [('approve_rollout', 'Can approve or decline gated rollout phases'), ('override_freeze', 'Can advance a rollout inside a freeze window (with a reason)')]},
+            name="rollout",
+            options={
+                "ordering": ("-created_at",),
+                "permissions": [
+                    ("approve_rollout", "Can approve or decline gated rollout phases"),
+                    (
+                        "override_freeze",
+                        "Can advance a rollout inside a freeze window (with a reason)",
+                    ),
+                ],
+            },
         ),
         migrations.AddField(
-            model_name='historicalphase',
-            name='requires_approval',
-            field=models.BooleanField(default=False, help_text='Someone other than the requester approves before it starts.'),
+            model_name="historicalphase",
+            name="requires_approval",
+            field=models.BooleanField(
+                default=False,
+                help_text="Someone other than the requester approves before it starts.",
+            ),
         ),
         migrations.AddField(
-            model_name='historicalrollout',
-            name='alert_auto_resume',
-            field=models.BooleanField(default=False, help_text='Resume on its own once every alert that held it is resolved.'),
+            model_name="historicalrollout",
+            name="alert_auto_resume",
+            field=models.BooleanField(
+                default=False,
+                help_text="Resume on its own once every alert that held it is resolved.",
+            ),
         ),
         migrations.AddField(
-            model_name='historicalrollout',
-            name='alert_matchers',
+            model_name="historicalrollout",
+            name="alert_matchers",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='historicalrollout',
-            name='held_from',
+            model_name="historicalrollout",
+            name="held_from",
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name='historicalrollout',
-            name='rollback_mode',
-            field=models.CharField(blank=True, choices=[('restore', 'Restore the rules from before the rollout'), ('freeze', 'Freeze at the current exposure')], max_length=16),
+            model_name="historicalrollout",
+            name="rollback_mode",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("restore", "Restore the rules from before the rollout"),
+                    ("freeze", "Freeze at the current exposure"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='phase',
-            name='requires_approval',
-            field=models.BooleanField(default=False, help_text='Someone other than the requester approves before it starts.'),
+            model_name="phase",
+            name="requires_approval",
+            field=models.BooleanField(
+                default=False,
+                help_text="Someone other than the requester approves before it starts.",
+            ),
         ),
         migrations.AddField(
-            model_name='rollout',
-            name='alert_auto_resume',
-            field=models.BooleanField(default=False, help_text='Resume on its own once every alert that held it is resolved.'),
+            model_name="rollout",
+            name="alert_auto_resume",
+            field=models.BooleanField(
+                default=False,
+                help_text="Resume on its own once every alert that held it is resolved.",
+            ),
         ),
         migrations.AddField(
-            model_name='rollout',
-            name='alert_matchers',
+            model_name="rollout",
+            name="alert_matchers",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='rollout',
-            name='held_from',
+            model_name="rollout",
+            name="held_from",
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name='rollout',
-            name='rollback_mode',
-            field=models.CharField(blank=True, choices=[('restore', 'Restore the rules from before the rollout'), ('freeze', 'Freeze at the current exposure')], max_length=16),
+            model_name="rollout",
+            name="rollback_mode",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("restore", "Restore the rules from before the rollout"),
+                    ("freeze", "Freeze at the current exposure"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='historicalrollout',
-            name='alert_secret',
-            field=models.CharField(blank=True, db_index=True, help_text='Secret of the Alertmanager webhook.', max_length=64),
+            model_name="historicalrollout",
+            name="alert_secret",
+            field=models.CharField(
+                blank=True,
+                db_index=True,
+                help_text="Secret of the Alertmanager webhook.",
+                max_length=64,
+            ),
         ),
         migrations.AlterField(
-            model_name='rollout',
-            name='alert_secret',
-            field=models.CharField(blank=True, db_index=True, help_text='Secret of the Alertmanager webhook.', max_length=64),
+            model_name="rollout",
+            name="alert_secret",
+            field=models.CharField(
+                blank=True,
+                db_index=True,
+                help_text="Secret of the Alertmanager webhook.",
+                max_length=64,
+            ),
         ),
         migrations.AlterField(
-            model_name='rolloutevent',
-            name='kind',
-            field=models.CharField(choices=[('created', 'Created'), ('plan_changed', 'Plan changed'), ('scheduled', 'Scheduled'), ('started', 'Started'), ('advanced', 'Phase started'), ('paused', 'Paused'), ('resumed', 'Resumed'), ('held', 'Held'), ('hold_cleared', 'Hold cleared'), ('completed', 'Completed'), ('rolled_back', 'Rolled back'), ('cancelled', 'Cancelled'), ('approval_requested', 'Approval requested'), ('approved', 'Approved'), ('declined', 'Declined'), ('override', 'Override'), ('checklist_ticked', 'Checklist item ticked'), ('checklist_unticked', 'Checklist item unticked'), ('note', 'Note')], max_length=32),
+            model_name="rolloutevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("plan_changed", "Plan changed"),
+                    ("scheduled", "Scheduled"),
+                    ("started", "Started"),
+                    ("advanced", "Phase started"),
+                    ("paused", "Paused"),
+                    ("resumed", "Resumed"),
+                    ("held", "Held"),
+                    ("hold_cleared", "Hold cleared"),
+                    ("completed", "Completed"),
+                    ("rolled_back", "Rolled back"),
+                    ("cancelled", "Cancelled"),
+                    ("approval_requested", "Approval requested"),
+                    ("approved", "Approved"),
+                    ("declined", "Declined"),
+                    ("override", "Override"),
+                    ("checklist_ticked", "Checklist item ticked"),
+                    ("checklist_unticked", "Checklist item unticked"),
+                    ("note", "Note"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.CreateModel(
-            name='Approval',
+            name="Approval",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('approved', 'Approved'), ('declined', 'Declined'), ('cancelled', 'Cancelled')], db_index=True, default='pending', max_length=16)),
-                ('required', models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10)])),
-                ('allow_self_approval', models.BooleanField(default=False)),
-                ('why', models.CharField(blank=True, help_text='Which rule asks for it.', max_length=300)),
-                ('requested_at', models.DateTimeField()),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('phase', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='approvals', to='rollouts.phase')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('rollout', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='approvals', to='rollouts.rollout')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("approved", "Approved"),
+                            ("declined", "Declined"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "required",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(10),
+                        ],
+                    ),
+                ),
+                ("allow_self_approval", models.BooleanField(default=False)),
+                (
+                    "why",
+                    models.CharField(
+                        blank=True, help_text="Which rule asks for it.", max_length=300
+                    ),
+                ),
+                ("requested_at", models.DateTimeField()),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "phase",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approvals",
+                        to="rollouts.phase",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approvals",
+                        to="rollouts.rollout",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-requested_at', '-id'),
+                "ordering": ("-requested_at", "-id"),
             },
         ),
         migrations.CreateModel(
-            name='ApprovalDecision',
+            name="ApprovalDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('decision', models.CharField(choices=[('approve', 'Approved'), ('decline', 'Declined')], max_length=16)),
-                ('comment', models.TextField(blank=True)),
-                ('at', models.DateTimeField()),
-                ('approval', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='decisions', to='rollouts.approval')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[("approve", "Approved"), ("decline", "Declined")], max_length=16
+                    ),
+                ),
+                ("comment", models.TextField(blank=True)),
+                ("at", models.DateTimeField()),
+                (
+                    "approval",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="decisions",
+                        to="rollouts.approval",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('at', 'id'),
+                "ordering": ("at", "id"),
             },
         ),
         migrations.CreateModel(
-            name='ApprovalPolicy',
+            name="ApprovalPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('min_percentage', models.PositiveSmallIntegerField(blank=True, help_text='Phases reaching at least this exposure need approval (0: every phase; empty: only phases marked in the plan).', null=True, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('approvals_required', models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10)])),
-                ('allow_self_approval', models.BooleanField(default=False, help_text='The requester may approve their own request.')),
-                ('environment', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='approval_policy', to='flags.environment')),
-                ('requires_completed_in', models.ForeignKey(blank=True, help_text='A rollout here starts only once the same release completed there.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='flags.environment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "min_percentage",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text=(
+                            "Phases reaching at least this exposure need approval "
+                            "(0: every phase; empty: only phases marked in the plan)."
+                        ),
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "approvals_required",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(10),
+                        ],
+                    ),
+                ),
+                (
+                    "allow_self_approval",
+                    models.BooleanField(
+                        default=False, help_text="The requester may approve their own request."
+                    ),
+                ),
+                (
+                    "environment",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approval_policy",
+                        to="flags.environment",
+                    ),
+                ),
+                (
+                    "requires_completed_in",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text=(
+                            "A rollout here starts only once the same release completed there."
+                        ),
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="flags.environment",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'approval policies',
+                "verbose_name_plural": "approval policies",
             },
         ),
         migrations.CreateModel(
-            name='ChecklistItem',
+            name="ChecklistItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('label', models.CharField(max_length=200)),
-                ('ticked_at', models.DateTimeField(blank=True, null=True)),
-                ('note', models.CharField(blank=True, max_length=500)),
-                ('phase', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='checklist', to='rollouts.phase')),
-                ('ticked_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                ("label", models.CharField(max_length=200)),
+                ("ticked_at", models.DateTimeField(blank=True, null=True)),
+                ("note", models.CharField(blank=True, max_length=500)),
+                (
+                    "phase",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="checklist",
+                        to="rollouts.phase",
+                    ),
+                ),
+                (
+                    "ticked_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('phase', 'position', 'id'),
+                "ordering": ("phase", "position", "id"),
             },
         ),
         migrations.CreateModel(
-            name='FreezeWindow',
+            name="FreezeWindow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('deny', 'Freeze (no changes)'), ('allow', 'Allowed hours (changes only then)')], default='deny', max_length=8)),
-                ('timezone', models.CharField(default='UTC', max_length=64)),
-                ('starts_at', models.DateTimeField(blank=True, null=True)),
-                ('ends_at', models.DateTimeField(blank=True, null=True)),
-                ('cron', models.CharField(blank=True, help_text='e.g. 0 9 * * 1-5', max_length=100)),
-                ('duration', models.DurationField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('environment', models.ForeignKey(blank=True, help_text='Empty: every environment.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='freeze_windows', to='flags.environment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("deny", "Freeze (no changes)"),
+                            ("allow", "Allowed hours (changes only then)"),
+                        ],
+                        default="deny",
+                        max_length=8,
+                    ),
+                ),
+                ("timezone", models.CharField(default="UTC", max_length=64)),
+                ("starts_at", models.DateTimeField(blank=True, null=True)),
+                ("ends_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "cron",
+                    models.CharField(blank=True, help_text="e.g. 0 9 * * 1-5", max_length=100),
+                ),
+                ("duration", models.DurationField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True)),
+                ("is_active", models.BooleanField(default=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: every environment.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="freeze_windows",
+                        to="flags.environment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('kind', 'name', 'id'),
+                "ordering": ("kind", "name", "id"),
             },
         ),
         migrations.CreateModel(
-            name='HistoricalApprovalPolicy',
+            name="HistoricalApprovalPolicy",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('min_percentage', models.PositiveSmallIntegerField(blank=True, help_text='Phases reaching at least this exposure need approval (0: every phase; empty: only phases marked in the plan).', null=True, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('approvals_required', models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10)])),
-                ('allow_self_approval', models.BooleanField(default=False, help_text='The requester may approve their own request.')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('environment', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='flags.environment')),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('requires_completed_in', models.ForeignKey(blank=True, db_constraint=False, help_text='A rollout here starts only once the same release completed there.', null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='flags.environment')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                (
+                    "min_percentage",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text=(
+                            "Phases reaching at least this exposure need approval "
+                            "(0: every phase; empty: only phases marked in the plan)."
+                        ),
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "approvals_required",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(10),
+                        ],
+                    ),
+                ),
+                (
+                    "allow_self_approval",
+                    models.BooleanField(
+                        default=False, help_text="The requester may approve their own request."
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="flags.environment",
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "requires_completed_in",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        help_text=(
+                            "A rollout here starts only once the same release completed there."
+                        ),
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="flags.environment",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical approval policy',
-                'verbose_name_plural': 'historical approval policies',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical approval policy",
+                "verbose_name_plural": "historical approval policies",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalFreezeWindow',
+            name="HistoricalFreezeWindow",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('deny', 'Freeze (no changes)'), ('allow', 'Allowed hours (changes only then)')], default='deny', max_length=8)),
-                ('timezone', models.CharField(default='UTC', max_length=64)),
-                ('starts_at', models.DateTimeField(blank=True, null=True)),
-                ('ends_at', models.DateTimeField(blank=True, null=True)),
-                ('cron', models.CharField(blank=True, help_text='e.g. 0 9 * * 1-5', max_length=100)),
-                ('duration', models.DurationField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True)),
-                ('is_active', models.BooleanField(default=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('created_by', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('environment', models.ForeignKey(blank=True, db_constraint=False, help_text='Empty: every environment.', null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='flags.environment')),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("deny", "Freeze (no changes)"),
+                            ("allow", "Allowed hours (changes only then)"),
+                        ],
+                        default="deny",
+                        max_length=8,
+                    ),
+                ),
+                ("timezone", models.CharField(default="UTC", max_length=64)),
+                ("starts_at", models.DateTimeField(blank=True, null=True)),
+                ("ends_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "cron",
+                    models.CharField(blank=True, help_text="e.g. 0 9 * * 1-5", max_length=100),
+                ),
+                ("duration", models.DurationField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True)),
+                ("is_active", models.BooleanField(default=True)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        help_text="Empty: every environment.",
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="flags.environment",
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical freeze window',
-                'verbose_name_plural': 'historical freeze windows',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical freeze window",
+                "verbose_name_plural": "historical freeze windows",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='Hold',
+            name="Hold",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('kind', models.CharField(choices=[('manual', 'Held by a person'), ('alert', 'Alert firing'), ('freeze', 'Freeze window'), ('declined', 'Approval declined')], max_length=16)),
-                ('reason', models.TextField(blank=True)),
-                ('source', models.CharField(choices=[('ui', 'UI'), ('api', 'API'), ('scheduler', 'Scheduler'), ('alert', 'Alert'), ('system', 'System')], max_length=16)),
-                ('held_at', models.DateTimeField()),
-                ('alert_key', models.CharField(blank=True, max_length=200)),
-                ('alert_fingerprint', models.CharField(blank=True, db_index=True, max_length=128)),
-                ('alert_name', models.CharField(blank=True, max_length=200)),
-                ('alert_labels', models.JSONField(blank=True, default=dict)),
-                ('cleared_at', models.DateTimeField(blank=True, null=True)),
-                ('cleared_source', models.CharField(blank=True, max_length=16)),
-                ('clear_reason', models.TextField(blank=True)),
-                ('approval', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='holds', to='rollouts.approval')),
-                ('cleared_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('rollout', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='holds', to='rollouts.rollout')),
-                ('window', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='holds', to='rollouts.freezewindow')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("manual", "Held by a person"),
+                            ("alert", "Alert firing"),
+                            ("freeze", "Freeze window"),
+                            ("declined", "Approval declined"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("ui", "UI"),
+                            ("api", "API"),
+                            ("scheduler", "Scheduler"),
+                            ("alert", "Alert"),
+                            ("system", "System"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("held_at", models.DateTimeField()),
+                ("alert_key", models.CharField(blank=True, max_length=200)),
+                ("alert_fingerprint", models.CharField(blank=True, db_index=True, max_length=128)),
+                ("alert_name", models.CharField(blank=True, max_length=200)),
+                ("alert_labels", models.JSONField(blank=True, default=dict)),
+                ("cleared_at", models.DateTimeField(blank=True, null=True)),
+                ("cleared_source", models.CharField(blank=True, max_length=16)),
+                ("clear_reason", models.TextField(blank=True)),
+                (
+                    "approval",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="holds",
+                        to="rollouts.approval",
+                    ),
+                ),
+                (
+                    "cleared_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="holds",
+                        to="rollouts.rollout",
+                    ),
+                ),
+                (
+                    "window",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="holds",
+                        to="rollouts.freezewindow",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('held_at', 'id'),
+                "ordering": ("held_at", "id"),
             },
         ),
         migrations.AddConstraint(
-            model_name='approval',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ['pending', 'approved'])), fields=('phase',), name='one_live_approval_per_phase'),
+            model_name="approval",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state__in", ["pending", "approved"])),
+                fields=("phase",),
+                name="one_live_approval_per_phase",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approval',
-            constraint=models.CheckConstraint(condition=models.Q(('required__gte', 1), ('required__lte', 10)), name='approval_required_1_10'),
+            model_name="approval",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("required__gte", 1), ("required__lte", 10)),
+                name="approval_required_1_10",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvaldecision',
-            constraint=models.UniqueConstraint(fields=('approval', 'user'), name='one_decision_per_person'),
+            model_name="approvaldecision",
+            constraint=models.UniqueConstraint(
+                fields=("approval", "user"), name="one_decision_per_person"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalpolicy',
-            constraint=models.CheckConstraint(condition=models.Q(('approvals_required__gte', 1), ('approvals_required__lte', 10)), name='policy_approvals_1_10'),
+            model_name="approvalpolicy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("approvals_required__gte", 1), ("approvals_required__lte", 10)),
+                name="policy_approvals_1_10",
+            ),
         ),
         migrations.AddIndex(
-            model_name='checklistitem',
-            index=models.Index(fields=['phase', 'ticked_at'], name='checklist_open'),
+            model_name="checklistitem",
+            index=models.Index(fields=["phase", "ticked_at"], name="checklist_open"),
         ),
         migrations.AddConstraint(
-            model_name='freezewindow',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('cron', ''), ('ends_at__isnull', False), ('starts_at__isnull', False)), models.Q(models.Q(('cron', ''), _negated=True), ('duration__isnull', False)), _connector='OR'), name='window_one_off_or_recurring'),
+            model_name="freezewindow",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("cron", ""), ("ends_at__isnull", False), ("starts_at__isnull", False)
+                    ),
+                    models.Q(models.Q(("cron", ""), _negated=True), ("duration__isnull", False)),
+                    _connector="OR",
+                ),
+                name="window_one_off_or_recurring",
+            ),
         ),
         migrations.AddIndex(
-            model_name='hold',
-            index=models.Index(fields=['rollout', 'cleared_at'], name='hold_active'),
+            model_name="hold",
+            index=models.Index(fields=["rollout", "cleared_at"], name="hold_active"),
         ),
         migrations.AddConstraint(
-            model_name='hold',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'alert')), fields=('rollout', 'alert_key'), name='one_hold_per_alert_firing'),
+            model_name="hold",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind", "alert")),
+                fields=("rollout", "alert_key"),
+                name="one_hold_per_alert_firing",
+            ),
         ),
     ]
