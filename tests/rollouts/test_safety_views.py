@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -429,7 +429,10 @@ def test_calendar__bad_query__falls_back_not_500(rm_client):
     assert response.status_code == 200
 
 
-def test_calendar__10_and_60_rollouts__same_number_of_queries(rm_client, staging):
+def test_calendar__10_and_60_rollouts__same_number_of_queries(rm_client, staging, time_machine):
+    # A fixed 10:00 UTC: the daily 22:00-24:00 freeze below must not cover the starts.
+    time_machine.move_to(datetime(2026, 6, 15, 10, 0, tzinfo=UTC), tick=False)
+
     def add(n: int) -> None:
         for _ in range(n):
             start(
