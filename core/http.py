@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django_htmx.http import trigger_client_event
+from django_htmx.middleware import HtmxDetails
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -93,3 +95,19 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             "fields": data,
         }
     return response
+
+
+class HtmxHttpRequest(HttpRequest):
+    """django-htmx's documented request type: `request.htmx` is set by its middleware."""
+
+    htmx: HtmxDetails
+
+
+class AuthenticatedHttpRequest(HtmxHttpRequest):
+    """A request that passed `login_required` (or a role check): `user` is a real User.
+
+    Views behind a login type their request with this so services receive a `User`,
+    not `User | AnonymousUser`.
+    """
+
+    user: User

@@ -8,18 +8,13 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django_htmx.middleware import HtmxDetails
 
 from core.dashboard import panels
-from core.http import render_page
+from core.http import HtmxHttpRequest, render_page
 from core.roles import SUPPORT, user_roles
 from core.selectors import scheduler_status
 
 logger = logging.getLogger(__name__)
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
