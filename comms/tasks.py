@@ -6,8 +6,6 @@ exponential backoff (2 s, 4 s, 8 s ... capped at 5 min, with jitter), 7 attempts
 
 from __future__ import annotations
 
-import contextlib
-
 from celery import shared_task
 
 from comms import services
@@ -60,9 +58,3 @@ def sweep_notices() -> dict[str, int]:
 @shared_task(name="comms.dispatch_notice", ignore_result=True, acks_late=True)
 def dispatch_notice(notice_id: int) -> bool:
     return services.notice_dispatch(notice_id=notice_id)
-
-
-# Celery's autodiscovery imports `<app>.tasks` only: register the support engineer's tasks
-# (doc-link checks) that live in comms/support_tasks.py too.
-with contextlib.suppress(ImportError):
-    from comms import support_tasks  # noqa: F401

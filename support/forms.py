@@ -8,9 +8,9 @@ from typing import Any
 from django import forms
 
 from comms.models import DocLink
-from comms.support_selectors import ChangelogFilters
 from flags.models import Environment
 from rollouts.models import Release, Rollout
+from support.selectors import ChangelogFilters
 
 # Context names customers' apps send; shown as named fields on the lookup form.
 NAMED_ATTRIBUTES = (

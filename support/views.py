@@ -1,12 +1,10 @@
 """Support pages: the changelog with live exposure, release detail with doc links, customer
-lookup, the public release notes, and the support dashboard panel.
+lookup and the public release notes (the dashboard panel is in support/apps.py).
 
 Support staff only read here; doc-link forms are for release managers (comms.*_doclink).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -15,14 +13,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 from django_htmx.middleware import HtmxDetails
 
-from comms import support_selectors, support_services
 from comms.models import DocLink
-from comms.support_forms import ChangelogFilterForm, CustomerLookupForm, DocLinkForm
 from core.exceptions import ApplicationError
 from core.http import done, render_page
 from core.roles import require
 from flags.models import Flag
 from rollouts.models import Release
+from support import selectors, services
+from support.forms import ChangelogFilterForm, CustomerLookupForm, DocLinkForm
 
 CHANGELOG_PERM = "rollouts.view_release"
 LOOKUP_PERM = "flags.view_flag"
@@ -34,7 +32,7 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def _feed_url(request: HttpRequest) -> str:
-    token = support_services.feed_token_get_or_create(user=request.user)
+    token = services.feed_token_get_or_create(user=request.user)
     return request.build_absolute_uri(reverse("support:changelog_feed", args=[token.token]))
 
 
@@ -53,10 +51,10 @@ def _link_perms(request: HttpRequest) -> dict[str, bool]:
 
 @require(CHANGELOG_PERM, "read the changelog")
 def changelog(request: HtmxHttpRequest) -> HttpResponse:
-    environments = support_selectors.environments()
+    environments = selectors.environments()
     form = ChangelogFilterForm(request.GET or None, environments=environments)
     filters = form.filters(page=request.GET.get("page", 1)) if request.GET else None
-    result = support_selectors.changelog(filters=filters or support_selectors.ChangelogFilters())
+    result = selectors.changelog(filters=filters or selectors.ChangelogFilters())
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -74,7 +72,7 @@ def changelog(request: HtmxHttpRequest) -> HttpResponse:
 
 @require(CHANGELOG_PERM, "read the changelog")
 def release_detail(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
-    view = support_selectors.release_for_support(release_id=release_id)
+    view = selectors.release_for_support(release_id=release_id)
     if view is None:
         raise Http404("No such release.")
     context = {"item": view, **_link_perms(request)}
@@ -84,7 +82,7 @@ def release_detail(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
 @require(CHANGELOG_PERM, "read the changelog")
 def release_exposure(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
     """The live exposure region of a release, polled while any rollout can still move."""
-    view = support_selectors.release_for_support(release_id=release_id)
+    view = selectors.release_for_support(release_id=release_id)
     if view is None:
         raise Http404("No such release.")
     context = {"item": view, **_link_perms(request)}
@@ -125,7 +123,7 @@ def _doclink_create(
         form = DocLinkForm(request.POST)
         if form.is_valid():
             try:
-                support_services.doclink_create(
+                services.doclink_create(
                     release=release, flag=flag, actor=request.user, **form.cleaned_data
                 )
             except ApplicationError as exc:
@@ -177,9 +175,7 @@ def doclink_edit(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
         form = DocLinkForm(request.POST)
         if form.is_valid():
             try:
-                support_services.doclink_update(
-                    doclink=link, actor=request.user, **form.cleaned_data
-                )
+                services.doclink_update(doclink=link, actor=request.user, **form.cleaned_data)
             except ApplicationError as exc:
                 _apply_error(form, exc)
             else:
@@ -210,7 +206,7 @@ def doclink_delete(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
     back = _back_url(link)
     if request.method == "POST":
         title = link.title
-        support_services.doclink_delete(doclink=link, actor=request.user)
+        services.doclink_delete(doclink=link, actor=request.user)
         return done(
             request,
             message=f"Link “{title}” deleted.",
@@ -225,7 +221,7 @@ def doclink_delete(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
 @require_POST
 def doclink_check(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(DocLink, pk=link_id)
-    checked = support_services.doclink_check(doclink_id=link.pk, timeout=3.0)
+    checked = services.doclink_check(doclink_id=link.pk, timeout=3.0)
     if checked is None:
         raise Http404("No such link.")
     message = (
@@ -242,11 +238,11 @@ def doclink_check(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
 
 @require(LOOKUP_PERM, "look up what a customer sees")
 def customer_lookup(request: HtmxHttpRequest) -> HttpResponse:
-    environments = support_selectors.environments()
+    environments = selectors.environments()
     form = CustomerLookupForm(request.GET or None, environments=environments)
     result = None
     if request.GET and form.is_valid():
-        result = support_selectors.customer_lookup(
+        result = selectors.customer_lookup(
             context=form.ofrep_context(),
             environment_key=form.cleaned_data.get("environment") or "",
         )
@@ -261,7 +257,7 @@ def customer_lookup(request: HtmxHttpRequest) -> HttpResponse:
 @require(CHANGELOG_PERM, "subscribe to the changelog")
 @require_POST
 def feed_token_reset(request: HtmxHttpRequest) -> HttpResponse:
-    support_services.feed_token_reset(user=request.user)
+    services.feed_token_reset(user=request.user)
     return done(
         request,
         message="Your feed address was replaced; the old one no longer works.",
@@ -278,7 +274,7 @@ def release_notes(request: HtmxHttpRequest) -> HttpResponse:
     label = request.GET.get("label", "")
     if label not in Release.Label.values:
         label = ""
-    page, releases = support_selectors.public_releases(page=request.GET.get("page", 1), label=label)
+    page, releases = selectors.public_releases(page=request.GET.get("page", 1), label=label)
     context = {
         "page": page,
         "releases": releases,
@@ -289,26 +285,7 @@ def release_notes(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def public_release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
-    item = support_selectors.public_release(release_id=release_id)
+    item = selectors.public_release(release_id=release_id)
     if item is None:
         raise Http404("No such release notes.")
     return render_page(request, "support/public_release.html", {"item": item})
-
-
-# --------------------------------------------------------------------------------------------
-# Dashboard panel
-
-
-def support_panel(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
-    """The support view of the dashboard: recent changes, live rollouts, problems, links."""
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated or not user.has_perm(CHANGELOG_PERM):
-        return None
-    return "support/_dashboard_panel.html", {"support_summary": support_selectors.support_summary()}
-
-
-def register() -> None:
-    """Register the support dashboard panel; call from CommsConfig.ready()."""
-    from core.dashboard import register_panel
-
-    register_panel(support_panel)
