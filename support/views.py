@@ -11,11 +11,10 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
-from django_htmx.middleware import HtmxDetails
 
 from comms.models import DocLink
 from core.exceptions import ApplicationError
-from core.http import done, render_page
+from core.http import AuthenticatedHttpRequest, HtmxHttpRequest, done, render_page
 from core.roles import require
 from flags.models import Flag
 from rollouts.models import Release
@@ -27,11 +26,7 @@ LOOKUP_PERM = "flags.view_flag"
 DOCLINKS_CHANGED = "docLinksChanged"
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _feed_url(request: HttpRequest) -> str:
+def _feed_url(request: AuthenticatedHttpRequest) -> str:
     token = services.feed_token_get_or_create(user=request.user)
     return request.build_absolute_uri(reverse("support:changelog_feed", args=[token.token]))
 
@@ -50,7 +45,7 @@ def _link_perms(request: HttpRequest) -> dict[str, bool]:
 
 
 @require(CHANGELOG_PERM, "read the changelog")
-def changelog(request: HtmxHttpRequest) -> HttpResponse:
+def changelog(request: AuthenticatedHttpRequest) -> HttpResponse:
     environments = selectors.environments()
     form = ChangelogFilterForm(request.GET or None, environments=environments)
     filters = form.filters(page=request.GET.get("page", 1)) if request.GET else None
@@ -71,7 +66,7 @@ def changelog(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require(CHANGELOG_PERM, "read the changelog")
-def release_detail(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
+def release_detail(request: AuthenticatedHttpRequest, release_id: int) -> HttpResponse:
     view = selectors.release_for_support(release_id=release_id)
     if view is None:
         raise Http404("No such release.")
@@ -80,7 +75,7 @@ def release_detail(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
 
 
 @require(CHANGELOG_PERM, "read the changelog")
-def release_exposure(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
+def release_exposure(request: AuthenticatedHttpRequest, release_id: int) -> HttpResponse:
     """The live exposure region of a release, polled while any rollout can still move."""
     view = selectors.release_for_support(release_id=release_id)
     if view is None:
@@ -116,7 +111,7 @@ def _apply_error(form: DocLinkForm, exc: ApplicationError) -> None:
 
 
 def _doclink_create(
-    request: HttpRequest, *, release: Release | None, flag: Flag | None, back_url: str
+    request: AuthenticatedHttpRequest, *, release: Release | None, flag: Flag | None, back_url: str
 ) -> HttpResponse:
     owner_name = str(release) if release is not None else f"flag {flag}"
     if request.method == "POST":
@@ -143,7 +138,7 @@ def _doclink_create(
 
 @require("comms.add_doclink", "add doc links")
 @require_http_methods(["GET", "POST"])
-def release_doclink_create(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
+def release_doclink_create(request: AuthenticatedHttpRequest, release_id: int) -> HttpResponse:
     release = get_object_or_404(Release, pk=release_id)
     back = reverse("support:release", args=[release.pk])
     return _doclink_create(request, release=release, flag=None, back_url=back)
@@ -151,7 +146,7 @@ def release_doclink_create(request: HtmxHttpRequest, release_id: int) -> HttpRes
 
 @require("comms.add_doclink", "add doc links")
 @require_http_methods(["GET", "POST"])
-def flag_doclink_create(request: HtmxHttpRequest, flag_key: str) -> HttpResponse:
+def flag_doclink_create(request: AuthenticatedHttpRequest, flag_key: str) -> HttpResponse:
     flag = get_object_or_404(Flag, key=flag_key)
     back = request.GET.get("next") or request.POST.get("next") or ""
     if not back.startswith("/") or back.startswith("//"):
@@ -167,7 +162,7 @@ def _back_url(link: DocLink) -> str:
 
 @require("comms.change_doclink", "edit doc links")
 @require_http_methods(["GET", "POST"])
-def doclink_edit(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
+def doclink_edit(request: AuthenticatedHttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(DocLink.objects.select_related("release", "flag"), pk=link_id)
     owner_name = str(link.release) if link.release_id else f"flag {link.flag}"
     back = _back_url(link)
@@ -201,7 +196,7 @@ def doclink_edit(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
 
 @require("comms.delete_doclink", "delete doc links")
 @require_http_methods(["GET", "POST"])
-def doclink_delete(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
+def doclink_delete(request: AuthenticatedHttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(DocLink.objects.select_related("release", "flag"), pk=link_id)
     back = _back_url(link)
     if request.method == "POST":
@@ -219,7 +214,7 @@ def doclink_delete(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
 
 @require("comms.change_doclink", "check doc links")
 @require_POST
-def doclink_check(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
+def doclink_check(request: AuthenticatedHttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(DocLink, pk=link_id)
     checked = services.doclink_check(doclink_id=link.pk, timeout=3.0)
     if checked is None:
@@ -237,7 +232,7 @@ def doclink_check(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
 
 
 @require(LOOKUP_PERM, "look up what a customer sees")
-def customer_lookup(request: HtmxHttpRequest) -> HttpResponse:
+def customer_lookup(request: AuthenticatedHttpRequest) -> HttpResponse:
     environments = selectors.environments()
     form = CustomerLookupForm(request.GET or None, environments=environments)
     result = None
@@ -256,7 +251,7 @@ def customer_lookup(request: HtmxHttpRequest) -> HttpResponse:
 
 @require(CHANGELOG_PERM, "subscribe to the changelog")
 @require_POST
-def feed_token_reset(request: HtmxHttpRequest) -> HttpResponse:
+def feed_token_reset(request: AuthenticatedHttpRequest) -> HttpResponse:
     services.feed_token_reset(user=request.user)
     return done(
         request,

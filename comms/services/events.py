@@ -95,16 +95,16 @@ def _event_notices(
             .select_related("audience")
             .order_by("created_at", "id")
         )
-        for notice in heard:
-            audience, rule, _ = chosen.get(notice.audience_id, (notice.audience, None, None))
-            chosen[notice.audience_id] = (audience, rule, notice)
+        for told in heard:
+            audience, planned, _ = chosen.get(told.audience_id, (told.audience, None, None))
+            chosen[told.audience_id] = (audience, planned, told)
     created = []
-    for audience, rule, corrects in chosen.values():
+    for audience, planned, corrects in chosen.values():
         notice = _new_plan_notice(
             rollout=rollout,
             audience=audience,
             event=kind,
-            rule=rule,
+            rule=planned,
             dedupe_key=f"event:{event.id}:{audience.id}",
             send_at=now,
             phase=phase,

@@ -99,7 +99,9 @@ def _rollouts_queryset(*, environment: str = "", with_events: bool = False) -> Q
     return qs
 
 
-def _release_prefetches(*, environment: str = "", with_events: bool = False) -> list[Prefetch]:
+def _release_prefetches(
+    *, environment: str = "", with_events: bool = False
+) -> list[Prefetch[Any, Any, Any]]:
     return [
         Prefetch(
             "rollouts",
@@ -195,7 +197,7 @@ def _release_view(release: Release, *, now: datetime, with_events: bool = False)
 
 @dataclass
 class ChangelogPage:
-    page: Page
+    page: Page[Release]
     releases: list[ReleaseView]
 
 
@@ -252,6 +254,8 @@ def _attach_notices(views: list[ReleaseView]) -> None:
     by_release: dict[int, list[Any]] = {}
     for notice in rows:
         release_id = notice.release_id or (notice.rollout.release_id if notice.rollout else None)
+        if release_id is None:  # not reachable: the filter matched its release or rollout
+            continue
         bucket = by_release.setdefault(release_id, [])
         if len(bucket) < NOTICES_PER_RELEASE:
             bucket.append(notice)

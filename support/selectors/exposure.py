@@ -19,7 +19,7 @@ from rollouts.models import Phase, Rollout
 from support.selectors._common import format_when
 
 # What a phase's percentage means for each strategy, in words support staff can repeat.
-_AUDIENCE_WORDS = {
+_AUDIENCE_WORDS: dict[str, str] = {
     Rollout.Strategy.FEATURE_FLAG: "of users",
     Rollout.Strategy.CANARY: "of traffic to the canary",
     Rollout.Strategy.BLUE_GREEN: "of traffic on the new slot",
@@ -226,14 +226,12 @@ class TimelineRow:
 def rollout_timeline(
     rollout: Rollout, phases: Sequence[Phase], *, now: datetime
 ) -> list[TimelineRow]:
-    """Past and upcoming phases; projections come from rollouts.scheduling when available."""
+    """Past and upcoming phases; projections come from rollouts.scheduling."""
+    from rollouts.scheduling import projected_timeline
+
     rows: list[TimelineRow] = []
-    try:
-        from rollouts.scheduling import projected_timeline
-    except ImportError:
-        projected_timeline = None  # the scheduler module is not there yet
     projected: list[Any] = []
-    if projected_timeline is not None and phases:
+    if phases:
         try:
             projected = list(projected_timeline(rollout, list(phases), now))
         except Exception:  # noqa: BLE001 - a projection problem must not break the changelog

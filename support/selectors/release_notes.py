@@ -47,7 +47,9 @@ def _public_view(release: Release) -> PublicRelease:
     )
 
 
-def public_releases(*, page: int | str = 1, label: str = "") -> tuple[Page, list[PublicRelease]]:
+def public_releases(
+    *, page: int | str = 1, label: str = ""
+) -> tuple[Page[Release], list[PublicRelease]]:
     qs = _public_queryset()
     if label:
         qs = qs.filter(label=label)
