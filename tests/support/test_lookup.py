@@ -9,12 +9,12 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from comms import support_selectors as sel
-from comms.support_forms import CustomerLookupForm
 from flags import services as flag_services
 from flags.models import Flag
 from rollouts import services
 from rollouts.models import Rollout
+from support import selectors as sel
+from support.forms import CustomerLookupForm
 from tests.support.factories import (
     BETA_USERS,
     UI,

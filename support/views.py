@@ -1,40 +1,33 @@
 """Support pages: the changelog with live exposure, release detail with doc links, customer
-lookup, the public release notes, and the support dashboard panel.
+lookup and the public release notes (the dashboard panel is in support/apps.py).
 
 Support staff only read here; doc-link forms are for release managers (comms.*_doclink).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
-from django_htmx.middleware import HtmxDetails
 
-from comms import support_selectors, support_services
 from comms.models import DocLink
-from comms.support_forms import ChangelogFilterForm, CustomerLookupForm, DocLinkForm
 from core.exceptions import ApplicationError
-from core.http import done, render_page
+from core.http import AuthenticatedHttpRequest, HtmxHttpRequest, done, render_page
 from core.roles import require
 from flags.models import Flag
 from rollouts.models import Release
+from support import selectors, services
+from support.forms import ChangelogFilterForm, CustomerLookupForm, DocLinkForm
 
 CHANGELOG_PERM = "rollouts.view_release"
 LOOKUP_PERM = "flags.view_flag"
 DOCLINKS_CHANGED = "docLinksChanged"
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _feed_url(request: HttpRequest) -> str:
-    token = support_services.feed_token_get_or_create(user=request.user)
+def _feed_url(request: AuthenticatedHttpRequest) -> str:
+    token = services.feed_token_get_or_create(user=request.user)
     return request.build_absolute_uri(reverse("support:changelog_feed", args=[token.token]))
 
 
@@ -52,11 +45,11 @@ def _link_perms(request: HttpRequest) -> dict[str, bool]:
 
 
 @require(CHANGELOG_PERM, "read the changelog")
-def changelog(request: HtmxHttpRequest) -> HttpResponse:
-    environments = support_selectors.environments()
+def changelog(request: AuthenticatedHttpRequest) -> HttpResponse:
+    environments = selectors.environments()
     form = ChangelogFilterForm(request.GET or None, environments=environments)
     filters = form.filters(page=request.GET.get("page", 1)) if request.GET else None
-    result = support_selectors.changelog(filters=filters or support_selectors.ChangelogFilters())
+    result = selectors.changelog(filters=filters or selectors.ChangelogFilters())
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -73,8 +66,8 @@ def changelog(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require(CHANGELOG_PERM, "read the changelog")
-def release_detail(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
-    view = support_selectors.release_for_support(release_id=release_id)
+def release_detail(request: AuthenticatedHttpRequest, release_id: int) -> HttpResponse:
+    view = selectors.release_for_support(release_id=release_id)
     if view is None:
         raise Http404("No such release.")
     context = {"item": view, **_link_perms(request)}
@@ -82,9 +75,9 @@ def release_detail(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
 
 
 @require(CHANGELOG_PERM, "read the changelog")
-def release_exposure(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
+def release_exposure(request: AuthenticatedHttpRequest, release_id: int) -> HttpResponse:
     """The live exposure region of a release, polled while any rollout can still move."""
-    view = support_selectors.release_for_support(release_id=release_id)
+    view = selectors.release_for_support(release_id=release_id)
     if view is None:
         raise Http404("No such release.")
     context = {"item": view, **_link_perms(request)}
@@ -118,14 +111,14 @@ def _apply_error(form: DocLinkForm, exc: ApplicationError) -> None:
 
 
 def _doclink_create(
-    request: HttpRequest, *, release: Release | None, flag: Flag | None, back_url: str
+    request: AuthenticatedHttpRequest, *, release: Release | None, flag: Flag | None, back_url: str
 ) -> HttpResponse:
     owner_name = str(release) if release is not None else f"flag {flag}"
     if request.method == "POST":
         form = DocLinkForm(request.POST)
         if form.is_valid():
             try:
-                support_services.doclink_create(
+                services.doclink_create(
                     release=release, flag=flag, actor=request.user, **form.cleaned_data
                 )
             except ApplicationError as exc:
@@ -145,7 +138,7 @@ def _doclink_create(
 
 @require("comms.add_doclink", "add doc links")
 @require_http_methods(["GET", "POST"])
-def release_doclink_create(request: HtmxHttpRequest, release_id: int) -> HttpResponse:
+def release_doclink_create(request: AuthenticatedHttpRequest, release_id: int) -> HttpResponse:
     release = get_object_or_404(Release, pk=release_id)
     back = reverse("support:release", args=[release.pk])
     return _doclink_create(request, release=release, flag=None, back_url=back)
@@ -153,7 +146,7 @@ def release_doclink_create(request: HtmxHttpRequest, release_id: int) -> HttpRes
 
 @require("comms.add_doclink", "add doc links")
 @require_http_methods(["GET", "POST"])
-def flag_doclink_create(request: HtmxHttpRequest, flag_key: str) -> HttpResponse:
+def flag_doclink_create(request: AuthenticatedHttpRequest, flag_key: str) -> HttpResponse:
     flag = get_object_or_404(Flag, key=flag_key)
     back = request.GET.get("next") or request.POST.get("next") or ""
     if not back.startswith("/") or back.startswith("//"):
@@ -169,7 +162,7 @@ def _back_url(link: DocLink) -> str:
 
 @require("comms.change_doclink", "edit doc links")
 @require_http_methods(["GET", "POST"])
-def doclink_edit(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
+def doclink_edit(request: AuthenticatedHttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(DocLink.objects.select_related("release", "flag"), pk=link_id)
     owner_name = str(link.release) if link.release_id else f"flag {link.flag}"
     back = _back_url(link)
@@ -177,9 +170,7 @@ def doclink_edit(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
         form = DocLinkForm(request.POST)
         if form.is_valid():
             try:
-                support_services.doclink_update(
-                    doclink=link, actor=request.user, **form.cleaned_data
-                )
+                services.doclink_update(doclink=link, actor=request.user, **form.cleaned_data)
             except ApplicationError as exc:
                 _apply_error(form, exc)
             else:
@@ -205,12 +196,12 @@ def doclink_edit(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
 
 @require("comms.delete_doclink", "delete doc links")
 @require_http_methods(["GET", "POST"])
-def doclink_delete(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
+def doclink_delete(request: AuthenticatedHttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(DocLink.objects.select_related("release", "flag"), pk=link_id)
     back = _back_url(link)
     if request.method == "POST":
         title = link.title
-        support_services.doclink_delete(doclink=link, actor=request.user)
+        services.doclink_delete(doclink=link, actor=request.user)
         return done(
             request,
             message=f"Link “{title}” deleted.",
@@ -223,9 +214,9 @@ def doclink_delete(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
 
 @require("comms.change_doclink", "check doc links")
 @require_POST
-def doclink_check(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
+def doclink_check(request: AuthenticatedHttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(DocLink, pk=link_id)
-    checked = support_services.doclink_check(doclink_id=link.pk, timeout=3.0)
+    checked = services.doclink_check(doclink_id=link.pk, timeout=3.0)
     if checked is None:
         raise Http404("No such link.")
     message = (
@@ -241,12 +232,12 @@ def doclink_check(request: HtmxHttpRequest, link_id: int) -> HttpResponse:
 
 
 @require(LOOKUP_PERM, "look up what a customer sees")
-def customer_lookup(request: HtmxHttpRequest) -> HttpResponse:
-    environments = support_selectors.environments()
+def customer_lookup(request: AuthenticatedHttpRequest) -> HttpResponse:
+    environments = selectors.environments()
     form = CustomerLookupForm(request.GET or None, environments=environments)
     result = None
     if request.GET and form.is_valid():
-        result = support_selectors.customer_lookup(
+        result = selectors.customer_lookup(
             context=form.ofrep_context(),
             environment_key=form.cleaned_data.get("environment") or "",
         )
@@ -260,8 +251,8 @@ def customer_lookup(request: HtmxHttpRequest) -> HttpResponse:
 
 @require(CHANGELOG_PERM, "subscribe to the changelog")
 @require_POST
-def feed_token_reset(request: HtmxHttpRequest) -> HttpResponse:
-    support_services.feed_token_reset(user=request.user)
+def feed_token_reset(request: AuthenticatedHttpRequest) -> HttpResponse:
+    services.feed_token_reset(user=request.user)
     return done(
         request,
         message="Your feed address was replaced; the old one no longer works.",
@@ -278,7 +269,7 @@ def release_notes(request: HtmxHttpRequest) -> HttpResponse:
     label = request.GET.get("label", "")
     if label not in Release.Label.values:
         label = ""
-    page, releases = support_selectors.public_releases(page=request.GET.get("page", 1), label=label)
+    page, releases = selectors.public_releases(page=request.GET.get("page", 1), label=label)
     context = {
         "page": page,
         "releases": releases,
@@ -289,26 +280,7 @@ def release_notes(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def public_release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
-    item = support_selectors.public_release(release_id=release_id)
+    item = selectors.public_release(release_id=release_id)
     if item is None:
         raise Http404("No such release notes.")
     return render_page(request, "support/public_release.html", {"item": item})
-
-
-# --------------------------------------------------------------------------------------------
-# Dashboard panel
-
-
-def support_panel(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
-    """The support view of the dashboard: recent changes, live rollouts, problems, links."""
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated or not user.has_perm(CHANGELOG_PERM):
-        return None
-    return "support/_dashboard_panel.html", {"support_summary": support_selectors.support_summary()}
-
-
-def register() -> None:
-    """Register the support dashboard panel; call from CommsConfig.ready()."""
-    from core.dashboard import register_panel
-
-    register_panel(support_panel)

@@ -10,9 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from comms import support_services, support_tasks
 from comms.models import DocLink
-from comms.support_services import check_url
+from support import services as support_services
+from support import tasks as support_tasks
+from support.services import check_url
 from tests.support.factories import DocLinkFactory, aware
 
 NOW = aware(2026, 11, 24, 10, 0)

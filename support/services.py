@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from comms.models import DocLink, FeedToken, http_url_validator
 from core.exceptions import ApplicationError
+from core.queue import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -79,18 +80,16 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+CHECK_DOC_LINK_TASK = "support.check_doc_link"
+
+
 def _enqueue_check(doclink_id: int) -> None:
     """Check a new or moved link soon after commit; the periodic sweep is the safety net."""
 
-    def send() -> None:
-        from comms.support_tasks import check_doc_link
+    def failed(exc: Exception) -> None:  # the broker being down must not fail the edit
+        logger.warning("doclink.check_enqueue_failed doclink_id=%s", doclink_id, exc_info=exc)
 
-        try:
-            check_doc_link.delay(doclink_id)
-        except Exception:  # the broker being down must not fail the edit
-            logger.warning("doclink.check_enqueue_failed doclink_id=%s", doclink_id, exc_info=True)
-
-    transaction.on_commit(send)
+    enqueue_on_commit(CHECK_DOC_LINK_TASK, doclink_id, on_error=failed)
 
 
 @transaction.atomic

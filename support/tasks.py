@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from comms import support_services
+from support import services
 
 
 @shared_task(name="support.check_doc_links", ignore_result=True)
 def check_doc_links() -> int:
     """The periodic sweep: check every doc link; returns how many results were stored."""
-    return support_services.doclinks_check().checked
+    return services.doclinks_check().checked
 
 
 @shared_task(name="support.check_doc_link", ignore_result=True)
 def check_doc_link(doclink_id: int) -> None:
     """Check one link soon after it was added or its URL changed (idempotent)."""
-    support_services.doclink_check(doclink_id=doclink_id)
+    services.doclink_check(doclink_id=doclink_id)

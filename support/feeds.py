@@ -17,10 +17,10 @@ from django.utils.feedgenerator import Atom1Feed
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from comms import support_selectors
 from comms.models import FeedToken
-from comms.support_selectors import PublicRelease, ReleaseView
 from rollouts.models import Release
+from support import selectors
+from support.selectors import PublicRelease, ReleaseView
 
 CHANGELOG_PERM = "rollouts.view_release"
 
@@ -62,7 +62,7 @@ class ChangelogFeed(Feed):
         return reverse("support:changelog_feed", args=[obj["token"]])
 
     def items(self, obj: dict[str, Any]) -> list[ReleaseView]:
-        return support_selectors.feed_releases(environment=obj["environment"], label=obj["label"])
+        return selectors.feed_releases(environment=obj["environment"], label=obj["label"])
 
     def item_title(self, item: ReleaseView) -> str:
         release = item.release
@@ -119,7 +119,7 @@ class PublicReleaseNotesFeed(Feed):
         return reverse("support:release_notes_feed")
 
     def items(self, obj: dict[str, str]) -> list[PublicRelease]:
-        return support_selectors.public_feed_releases(label=obj["label"])
+        return selectors.public_feed_releases(label=obj["label"])
 
     def item_title(self, item: PublicRelease) -> str:
         return f"[{item.release.get_label_display()}] {item.release}"

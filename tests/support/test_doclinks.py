@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from comms import support_services
 from comms.models import DocLink
 from core.exceptions import ApplicationError
 from rollouts.models import Rollout
+from support import services as support_services
 from tests.support.factories import (
     DocLinkFactory,
     EnvironmentFactory,
@@ -140,7 +140,7 @@ def test_doclink_create__enqueues_a_check_after_commit(django_capture_on_commit_
     from unittest import mock
 
     with (
-        mock.patch("comms.support_tasks.check_doc_link.delay") as delay,
+        mock.patch("support.tasks.check_doc_link.delay") as delay,
         django_capture_on_commit_callbacks(execute=True),
     ):
         link = support_services.doclink_create(
@@ -343,9 +343,7 @@ def test_changelog__user_without_role__403(client, make_user):
 
 
 def test_support_panel__shows_live_held_and_broken_links(support_client, db):
-    from comms.support_views import register
-
-    register()
+    # Registered by SupportConfig.ready(), as in production.
     production = EnvironmentFactory(key="production", name="Production")
     running = rollout_in_state(Rollout.State.RUNNING, environment=production, now=NOW)
     held = rollout_in_state(
@@ -364,7 +362,7 @@ def test_support_panel__shows_live_held_and_broken_links(support_client, db):
 
 
 def test_support_panel__query_count_constant(support_user):
-    from comms.support_views import support_panel
+    from support.apps import support_panel
 
     production = EnvironmentFactory(key="production", name="Production")
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
 from comms.models import DocLink
-from comms.support_selectors import ChangelogFilters
 from flags.models import Environment
 from rollouts.models import Release, Rollout
+from support.selectors import ChangelogFilters
 
 # Context names customers' apps send; shown as named fields on the lookup form.
 NAMED_ATTRIBUTES = (
@@ -47,13 +47,15 @@ class ChangelogFilterForm(forms.Form):
 
     def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["environment"].choices = [
+        field = cast(forms.ChoiceField, self.fields["environment"])
+        field.choices = [
             ("", "All environments"),
             *((env.key, env.name) for env in environments),
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
             self.add_error("date_to", "The end date must be on or after the start date.")
@@ -113,7 +115,8 @@ class CustomerLookupForm(forms.Form):
 
     def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["environment"].choices = [
+        field = cast(forms.ChoiceField, self.fields["environment"])
+        field.choices = [
             ("", "All environments"),
             *((env.key, env.name) for env in environments),
         ]

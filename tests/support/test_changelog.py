@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from comms import support_selectors as sel
 from comms.models import DocLink
 from flags import snapshot
 from rollouts.models import Release, Rollout
+from support import selectors as sel
 from tests.support.factories import (
     DocLinkFactory,
     EnvironmentFactory,

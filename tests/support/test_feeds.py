@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 
 from comms.models import DocLink, FeedToken
-from comms.support_services import feed_token_get_or_create
 from rollouts.models import Release, Rollout
+from support.services import feed_token_get_or_create
 from tests.support.factories import (
     DocLinkFactory,
     EnvironmentFactory,
