@@ -506,6 +506,17 @@ def _unleash_api(port: int, method: str, path: str, body: Any = None) -> tuple[i
 def _unleash_load_flags(port: int) -> None:
     """The bench's flags in unleash-server's development environment, via its admin API."""
     doc = flags_document()
+    builtin = {"userId", "sessionId", "remoteAddress", "appName", "environment", "currentTime"}
+    fields = {
+        c["contextName"]
+        for f in doc["features"]
+        for s in f["strategies"]
+        for c in s.get("constraints") or []
+    } - builtin
+    for name in sorted(fields):  # custom context fields must exist before constraints use them
+        status, data = _unleash_api(port, "POST", "/api/admin/context", {"name": name})
+        if status >= 300 and status != 409:
+            raise RuntimeError(f"creating context field {name} answered {status}: {data}")
     segment_ids: dict[int, int] = {}
     for segment in doc["segments"]:
         status, data = _unleash_api(
