@@ -455,12 +455,12 @@ def _unleash_install() -> Path:
     if not shutil.which("npm") or not shutil.which("node"):
         raise RuntimeError("node/npm not found")
     UNLEASH_DIR.mkdir(parents=True, exist_ok=True)
-    package = UNLEASH_DIR / "package.json"
+    package = UNLEASH_DIR / "package.json"  # without it npm would install into the repository's
     if not package.exists():
         package.write_text('{"name": "rollcall-bench-unleash", "private": true}\n')
     result = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
-         f"unleash-server@{UNLEASH_VERSION}"],
+        ["npm", "install", "--prefix", str(UNLEASH_DIR), "--no-audit", "--no-fund",
+         "--loglevel=error", f"unleash-server@{UNLEASH_VERSION}"],
         cwd=UNLEASH_DIR, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     if result.returncode or not entry.exists():
