@@ -455,7 +455,8 @@ def _unleash_install() -> Path:
     if not shutil.which("npm") or not shutil.which("node"):
         raise RuntimeError("node/npm not found")
     UNLEASH_DIR.mkdir(parents=True, exist_ok=True)
-    package = UNLEASH_DIR / "package.json"  # without it npm would install into the repository's
+    # Its own package.json: without one, npm would install into the repository's node_modules.
+    package = UNLEASH_DIR / "package.json"
     if not package.exists():
         package.write_text('{"name": "rollcall-bench-unleash", "private": true}\n')
     result = subprocess.run(
