@@ -46,7 +46,7 @@ test: lint dirs
 	$(BIN)/pytest
 
 bench: install dirs
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCHES)
 
 # Re-resolve requirements.in into the pinned lock file.
 lock:
