@@ -27,7 +27,7 @@ from core.http import done, render_page, toast
 from core.markdown import render_markdown
 from core.roles import require
 from flags.models import Segment
-from rollouts import charts, safety, scheduling, selectors, services
+from rollouts import charts, scheduling, selectors, services
 from rollouts.forms import (
     AlertSettingsForm,
     CalendarQuery,
@@ -396,7 +396,7 @@ def _safety_context(
         ),
         "rollback_choice": rollout.strategy not in services.INSTANT_ROLLBACK
         and rollout.state != Rollout.State.COMPLETED,
-        "receiver_yaml": safety.receiver_config(
+        "receiver_yaml": services.receiver_config(
             rollout, base_url=request.build_absolute_uri("/"), show_secret=can_change
         ),
         "alert_form": AlertSettingsForm(
@@ -828,7 +828,7 @@ def approval_request(request: HtmxHttpRequest, key: str) -> HttpResponse:
     rollout = _rollout_or_404(key)
     url = reverse("rollouts:detail", kwargs={"key": key})
     try:
-        safety.approval_request(rollout=rollout, actor=request.user, source=Source.UI)
+        services.approval_request(rollout=rollout, actor=request.user, source=Source.UI)
     except ApplicationError as exc:
         return _refused(request, exc, url)
     return done(request, message="Approval requested.", redirect_to=url, events=[CHANGED])
@@ -847,7 +847,7 @@ def approval_decide(request: HtmxHttpRequest, approval_id: int, decision: str) -
     form = DecisionForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     try:
-        result = safety.approval_decide(
+        result = services.approval_decide(
             approval=approval,
             actor=request.user,
             decision=decision,
@@ -889,7 +889,7 @@ def checklist_tick(request: HtmxHttpRequest, key: str, item_id: int) -> HttpResp
     url = reverse("rollouts:detail", kwargs={"key": key})
     ticked = request.POST.get("ticked", "1") in ("1", "on", "true")
     try:
-        safety.checklist_tick(
+        services.checklist_tick(
             item=item,
             actor=request.user,
             source=Source.UI,
@@ -913,7 +913,7 @@ def alert_settings(request: HtmxHttpRequest, key: str) -> HttpResponse:
         return _refused(request, ApplicationError(str(first)), url)
     d = form.cleaned_data
     try:
-        safety.rollout_alert_settings_update(
+        services.rollout_alert_settings_update(
             rollout=rollout,
             actor=request.user,
             alert_policy=d["alert_policy"],
@@ -1107,7 +1107,7 @@ def windows(request: HtmxHttpRequest) -> HttpResponse:
             )
         if form.is_valid():
             try:
-                window = safety.window_create(**form.service_kwargs(), actor=request.user)
+                window = services.window_create(**form.service_kwargs(), actor=request.user)
             except ApplicationError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             else:
@@ -1129,7 +1129,7 @@ def window_delete(request: HtmxHttpRequest, window_id: int) -> HttpResponse:
     window = FreezeWindow.objects.filter(pk=window_id).first()
     if window is None:
         raise Http404("No such window.")
-    safety.window_delete(window=window, actor=request.user)
+    services.window_delete(window=window, actor=request.user)
     return done(
         request,
         message=f"Window “{window.name}” deleted.",
@@ -1146,7 +1146,7 @@ def window_hold(request: HtmxHttpRequest, window_id: int) -> HttpResponse:
         raise Http404("No such window.")
     url = reverse("rollouts:windows")
     try:
-        held = safety.window_hold_rollouts(
+        held = services.window_hold_rollouts(
             window=window,
             actor=request.user,
             source=Source.UI,
@@ -1189,12 +1189,12 @@ def policies(request: HtmxHttpRequest) -> HttpResponse:
         form = PolicyForm(request.POST, prefix=f"env{row.environment.id}")
         forms_[row.environment.id] = form
         if request.POST.get("op") == "delete":
-            safety.approval_policy_delete(environment=row.environment, actor=request.user)
+            services.approval_policy_delete(environment=row.environment, actor=request.user)
             messages.success(request, f"Gates of {row.environment.name} removed.")
             return redirect("rollouts:policies")
         if form.is_valid():
             try:
-                safety.approval_policy_set(
+                services.approval_policy_set(
                     environment=row.environment, actor=request.user, **form.cleaned_data
                 )
             except ApplicationError as exc:

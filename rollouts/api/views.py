@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from flags.models import Environment
-from rollouts import safety, services
+from rollouts import services, strategies
 from rollouts.api.serializers import (
     ActionInputSerializer,
     AdvanceOverrideInputSerializer,
@@ -280,7 +280,7 @@ class TemplatesApi(APIView):
                     for t in spec.templates
                 ],
             }
-            for spec in services.strategies.STRATEGIES.values()
+            for spec in strategies.STRATEGIES.values()
         ]
         return Response(body)
 
@@ -406,7 +406,7 @@ RolloutHoldApi = _action(
 RolloutRequestApprovalApi = _action(
     "request_approval",
     "Ask for the approval the next phase needs (drafts, or after a decline).",
-    lambda r, q, d: safety.approval_request(rollout=r, actor=q.user, source=API),
+    lambda r, q, d: services.approval_request(rollout=r, actor=q.user, source=API),
 )
 
 ACTION_VIEWS: dict[str, type[_RolloutActionApi]] = {
@@ -506,7 +506,7 @@ class _ApprovalDecideApi(APIView):
         approval = get_object_or_404(Approval, pk=approval_id)
         data = DecisionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        safety.approval_decide(
+        services.approval_decide(
             approval=approval,
             actor=request.user,
             decision=self.decision,
@@ -573,7 +573,7 @@ class ChecklistTickApi(APIView):
         )
         data = TickInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        item = safety.checklist_tick(
+        item = services.checklist_tick(
             item=item,
             actor=request.user,
             source=API,
@@ -596,7 +596,7 @@ class RolloutAlertSettingsApi(APIView):
         rollout = get_object_or_404(Rollout, key=key)
         data = AlertSettingsInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        safety.rollout_alert_settings_update(
+        services.rollout_alert_settings_update(
             rollout=rollout, actor=request.user, **data.validated_data
         )
         return Response(RolloutOutputSerializer(_rollout(key)).data)
@@ -624,7 +624,7 @@ class WindowListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = WindowSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        window = safety.window_create(actor=request.user, **data.service_kwargs())
+        window = services.window_create(actor=request.user, **data.service_kwargs())
         return Response(
             WindowSerializer(_windows().get(pk=window.pk)).data, status=status.HTTP_201_CREATED
         )
@@ -642,12 +642,12 @@ class WindowDetailApi(APIView):
         window = get_object_or_404(FreezeWindow, pk=pk)
         data = WindowSerializer(window, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        safety.window_update(window=window, actor=request.user, **data.service_kwargs())
+        services.window_update(window=window, actor=request.user, **data.service_kwargs())
         return Response(WindowSerializer(_windows().get(pk=pk)).data)
 
     @extend_schema(tags=TAG_SAFETY, responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        safety.window_delete(window=get_object_or_404(FreezeWindow, pk=pk), actor=request.user)
+        services.window_delete(window=get_object_or_404(FreezeWindow, pk=pk), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -673,7 +673,7 @@ class PolicyDetailApi(APIView):
         env = get_object_or_404(Environment, key=environment)
         data = PolicySerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        policy = safety.approval_policy_set(
+        policy = services.approval_policy_set(
             environment=env, actor=request.user, **data.validated_data
         )
         return Response(PolicySerializer(policy).data)
@@ -681,5 +681,5 @@ class PolicyDetailApi(APIView):
     @extend_schema(tags=TAG_SAFETY, responses={204: None})
     def delete(self, request: Request, environment: str) -> Response:
         env = get_object_or_404(Environment, key=environment)
-        safety.approval_policy_delete(environment=env, actor=request.user)
+        services.approval_policy_delete(environment=env, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

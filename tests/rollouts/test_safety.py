@@ -9,7 +9,7 @@ import pytest
 
 from core.exceptions import ApplicationError
 from flags.models import FlagState
-from rollouts import safety, services
+from rollouts import services
 from rollouts.models import Approval, ChecklistItem, Hold, Rollout, RolloutEvent
 from tests.rollouts.factories import (
     EnvironmentFactory,
@@ -103,7 +103,7 @@ def test_approval__policy_phase_reaches_50__requested_and_blocks_clock_and_peopl
     assert "waits for approval: 0 of 1" in exc.value.message
     assert reload(rollout).current_phase_index == 0
 
-    result = safety.approval_decide(
+    result = services.approval_decide(
         approval=request, actor=approver, decision="approve", comment="ok", source=UI, now=later
     )
     assert result.complete
@@ -118,7 +118,7 @@ def test_approval__requester_approves_own_request__refused_four_eyes(prod, relea
     gate_policy(prod, min_percentage=50)
     rollout = started(prod, 10, 50, actor=release_manager)
     with pytest.raises(ApplicationError) as exc:
-        safety.approval_decide(
+        services.approval_decide(
             approval=pending(rollout), actor=release_manager, decision="approve", source=UI
         )
     assert exc.value.code == "self_approval"
@@ -129,7 +129,7 @@ def test_approval__policy_allows_self_approval__requester_may_approve(prod, rele
     gate_policy(prod, min_percentage=50, allow_self_approval=True)
     rollout = started(prod, 10, 50, actor=release_manager)
     request = pending(rollout)
-    result = safety.approval_decide(
+    result = services.approval_decide(
         approval=request, actor=release_manager, decision="approve", source=UI, now=T0
     )
     assert result.complete
@@ -145,16 +145,16 @@ def test_approval__two_approvers_required__granted_only_after_the_second(
     request = pending(rollout)
     later = T0 + 20 * MIN
 
-    first = safety.approval_decide(
+    first = services.approval_decide(
         approval=request, actor=approver, decision="approve", source=UI, now=later
     )
     assert not first.complete
     assert tick(rollout, later) is False
     with pytest.raises(ApplicationError, match="already decided"):
-        safety.approval_decide(approval=request, actor=approver, decision="approve", source=UI)
+        services.approval_decide(approval=request, actor=approver, decision="approve", source=UI)
 
     second_person = make_user("blake", "Release managers")
-    second = safety.approval_decide(
+    second = services.approval_decide(
         approval=request, actor=second_person, decision="approve", source=UI, now=later
     )
     assert second.complete
@@ -168,7 +168,7 @@ def test_approval__support_user__cannot_approve(prod, release_manager, support_u
     gate_policy(prod, min_percentage=50)
     rollout = started(prod, 10, 50, actor=release_manager)
     with pytest.raises(ApplicationError) as exc:
-        safety.approval_decide(
+        services.approval_decide(
             approval=pending(rollout), actor=support_user, decision="approve", source=UI
         )
     assert exc.value.code == "forbidden"
@@ -181,10 +181,10 @@ def test_approval__declined__rollout_held_with_the_reason_and_asked_again_on_res
     rollout = started(prod, 10, 50, actor=release_manager)
     request = pending(rollout)
     with pytest.raises(ApplicationError, match="Say why"):
-        safety.approval_decide(approval=request, actor=approver, decision="decline", source=UI)
+        services.approval_decide(approval=request, actor=approver, decision="decline", source=UI)
 
     later = T0 + 5 * MIN
-    safety.approval_decide(
+    services.approval_decide(
         approval=request, actor=approver, decision="decline", comment="error budget spent",
         source=UI, now=later,
     )  # fmt: skip
@@ -221,7 +221,7 @@ def test_approval__phase_exposure_changed_after_approval__asked_again(
     gate_policy(prod, min_percentage=50)
     rollout = started(prod, 10, 50, actor=release_manager)
     first = pending(rollout)
-    safety.approval_decide(approval=first, actor=approver, decision="approve", source=UI)
+    services.approval_decide(approval=first, actor=approver, decision="approve", source=UI)
     services.rollout_plan_update(
         rollout=rollout,
         phases=soak_plan(10, 60),
@@ -248,7 +248,7 @@ def test_approval_policy__set_and_removed__live_rollout_follows(prod, release_ma
     assert not Approval.objects.exists()
     gate_policy(prod, min_percentage=50)
     request = pending(rollout)
-    safety.approval_policy_delete(environment=prod, actor=None)
+    services.approval_policy_delete(environment=prod, actor=None)
     request.refresh_from_db()
     assert request.state == Approval.State.CANCELLED
     assert rollout.pk in due_ids(T0 + 10 * MIN)
@@ -261,8 +261,8 @@ def test_approval_request__draft_whose_first_phase_is_gated__asked_then_start_al
     rollout = make_rollout(environment=prod, phases=soak_plan(10, 50), actor=release_manager)
     with pytest.raises(ApplicationError, match="request it first"):
         services.rollout_start(rollout=rollout, actor=release_manager, source=UI, now=T0)
-    request = safety.approval_request(rollout=rollout, actor=release_manager, source=UI, now=T0)
-    safety.approval_decide(approval=request, actor=approver, decision="approve", source=UI)
+    request = services.approval_request(rollout=rollout, actor=release_manager, source=UI, now=T0)
+    services.approval_decide(approval=request, actor=approver, decision="approve", source=UI)
     services.rollout_start(rollout=rollout, actor=release_manager, source=UI, now=T0)
     assert reload(rollout).state == State.RUNNING
 
@@ -292,9 +292,9 @@ def test_checklist__unticked_steps__block_clock_and_people_until_all_ticked(
             rollout=rollout, actor=release_manager, source=UI, reason="go", now=later
         )
     first, second = ChecklistItem.objects.filter(phase__rollout=rollout).order_by("position")
-    safety.checklist_tick(item=first, actor=release_manager, source=UI, now=later)
+    services.checklist_tick(item=first, actor=release_manager, source=UI, now=later)
     assert rollout.pk not in due_ids(later)
-    item = safety.checklist_tick(
+    item = services.checklist_tick(
         item=second, actor=release_manager, source=UI, note="deck sent", now=later
     )
     assert item.ticked_by == release_manager and item.ticked_at == later
@@ -308,8 +308,8 @@ def test_checklist__untick__blocks_again(staging, release_manager):
     rollout = _checklist_rollout(staging, release_manager)
     items = list(ChecklistItem.objects.filter(phase__rollout=rollout))
     for item in items:
-        safety.checklist_tick(item=item, actor=release_manager, source=UI)
-    safety.checklist_tick(item=items[0], actor=release_manager, source=UI, ticked=False)
+        services.checklist_tick(item=item, actor=release_manager, source=UI)
+    services.checklist_tick(item=items[0], actor=release_manager, source=UI, ticked=False)
     assert rollout.pk not in due_ids(T0 + 15 * MIN)
     assert rollout.events.filter(kind=Kind.CHECKLIST_UNTICKED).count() == 1
 
@@ -318,16 +318,16 @@ def test_checklist__phase_already_applied__tick_refused(staging, release_manager
     plan = [phase("Beta", 10, checklist=["Smoke test"]), phase("GA", 100, soak=10 * MIN)]
     rollout = make_rollout(environment=staging, phases=plan, actor=release_manager)
     item = ChecklistItem.objects.get(phase__rollout=rollout)
-    safety.checklist_tick(item=item, actor=release_manager, source=UI)
+    services.checklist_tick(item=item, actor=release_manager, source=UI)
     services.rollout_start(rollout=rollout, actor=release_manager, source=UI, now=T0)
     with pytest.raises(ApplicationError, match="has started"):
-        safety.checklist_tick(item=item, actor=release_manager, source=UI, ticked=False)
+        services.checklist_tick(item=item, actor=release_manager, source=UI, ticked=False)
 
 
 def test_checklist__plan_edited__ticks_of_unchanged_steps_kept(staging, release_manager):
     rollout = _checklist_rollout(staging, release_manager)
     first = ChecklistItem.objects.get(label="Staging sign-off")
-    safety.checklist_tick(item=first, actor=release_manager, source=UI)
+    services.checklist_tick(item=first, actor=release_manager, source=UI)
     plan = [
         phase("Beta", 10),
         phase("GA", 100, soak=10 * MIN, checklist=["Staging sign-off", "Runbook reviewed"]),
@@ -461,7 +461,7 @@ def test_window__deleted__due_time_returns(staging):
     rollout = started(staging, 10, 50)
     window = freeze("Freeze", environment=staging, starts_at=T0, ends_at=T0 + 600 * MIN)
     assert reload(rollout).next_due_at == T0 + 600 * MIN
-    safety.window_delete(window=window, actor=None)
+    services.window_delete(window=window, actor=None)
     assert reload(rollout).next_due_at == T0 + 10 * MIN
 
 
@@ -559,7 +559,7 @@ def test_window_hold_rollouts__emergency_freeze__holds_live_rollouts_in_scope(st
     here = started(staging, 10, 50)
     there = started(prod, 10, 50, release=ReleaseFactory())
     window = freeze("Incident", environment=staging, starts_at=T0, ends_at=T0 + 60 * MIN)
-    assert safety.window_hold_rollouts(window=window, actor=None, source=UI, now=T0) == 1
+    assert services.window_hold_rollouts(window=window, actor=None, source=UI, now=T0) == 1
     assert reload(here).state == State.HELD
     assert reload(here).holds.get().kind == Hold.Kind.FREEZE
     assert reload(there).state == State.RUNNING
@@ -618,8 +618,8 @@ def test_hold_clear__last_hold__stays_paused_for_a_person(staging, release_manag
 
 
 def _receive(rollout: Rollout, *alerts: dict, now=T0 + MIN):
-    parsed = safety.alertmanager_parse(__import__("json").dumps(alert_payload(*alerts)))
-    return safety.alerts_receive(rollout=reload(rollout), alerts=parsed, now=now)
+    parsed = services.alertmanager_parse(__import__("json").dumps(alert_payload(*alerts)))
+    return services.alerts_receive(rollout=reload(rollout), alerts=parsed, now=now)
 
 
 def test_alert__firing_with_rollout_label__held_and_clock_stops(staging):
@@ -708,7 +708,7 @@ def test_alert__two_alerts__held_until_both_resolved(staging):
 def test_alert__matchers_configured__matching_labels_hold_others_do_not(staging, release_manager):
     rollout = started(staging, 10, 50)
     matchers = 'service="checkout"\nseverity=~"page|critical"'
-    safety.rollout_alert_settings_update(
+    services.rollout_alert_settings_update(
         rollout=rollout, actor=release_manager, alert_matchers=matchers
     )
     [other] = _receive(rollout, alert(service="search", fingerprint="x"))
@@ -751,14 +751,14 @@ def test_alert__draft_or_final_rollout__ignored(staging):
 )  # fmt: skip
 def test_alertmanager_parse__bad_payload__refused_with_the_field(body, field):
     with pytest.raises(ApplicationError) as exc:
-        safety.alertmanager_parse(body)
+        services.alertmanager_parse(body)
     assert exc.value.field == field
 
 
 def test_alertmanager_parse__unknown_keys__ignored():
     body = alert_payload(alert(rollout="x"), somethingNew={"a": 1})
     body["alerts"][0]["newField"] = [1, 2]
-    [parsed] = safety.alertmanager_parse(__import__("json").dumps(body))
+    [parsed] = services.alertmanager_parse(__import__("json").dumps(body))
     assert parsed.labels["rollout"] == "x" and parsed.status == "firing"
 
 
@@ -777,12 +777,12 @@ def test_parse_matchers__forms_and_errors():
 
 def test_receiver_config__yaml_names_the_url_secret_and_matchers(staging):
     rollout = make_rollout(environment=staging)
-    text = safety.receiver_config(rollout, base_url="https://rollcall.example", show_secret=True)
+    text = services.receiver_config(rollout, base_url="https://rollcall.example", show_secret=True)
     assert "url: https://rollcall.example/hooks/alertmanager" in text
     assert f"credentials: {rollout.alert_secret}" in text
     assert f'"rollout=\\"{rollout.key}\\""' in text
     assert "send_resolved: true" in text
-    hidden = safety.receiver_config(rollout, base_url="https://x", show_secret=False)
+    hidden = services.receiver_config(rollout, base_url="https://x", show_secret=False)
     assert rollout.alert_secret not in hidden
 
 
@@ -837,15 +837,15 @@ def test_rollback__freeze_a_completed_rollout__refused(staging, release_manager)
 def test_window_update__moved_end__due_time_follows(staging):
     rollout = started(staging, 10, 50)
     window = freeze("Freeze", environment=staging, starts_at=T0, ends_at=T0 + 600 * MIN)
-    safety.window_update(window=window, actor=None, ends_at=T0 + 60 * MIN)
+    services.window_update(window=window, actor=None, ends_at=T0 + 60 * MIN)
     assert reload(rollout).next_due_at == T0 + 60 * MIN
-    safety.window_update(window=window, actor=None, is_active=False)
+    services.window_update(window=window, actor=None, is_active=False)
     assert reload(rollout).next_due_at == T0 + 10 * MIN
 
 
 def test_window_update__to_recurring__one_off_dates_dropped(staging):
     window = freeze("Freeze", environment=staging, starts_at=T0, ends_at=T0 + 60 * MIN)
-    window = safety.window_update(
+    window = services.window_update(
         window=window, actor=None, cron="0 22 * * *", duration=timedelta(hours=8)
     )
     assert (window.starts_at, window.ends_at, window.cron) == (None, None, "0 22 * * *")

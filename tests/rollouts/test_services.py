@@ -11,6 +11,7 @@ from core.exceptions import ApplicationError, ConflictError
 from flags.models import Flag, FlagState, Segment
 from flags.services import flag_create, flag_state_update, segment_create
 from rollouts import services
+from rollouts.services import lifecycle
 from rollouts.models import Phase, Rollout, RolloutEvent
 from tests.rollouts.factories import (
     BETA_USERS,
@@ -358,7 +359,7 @@ def test_rollout_start__flag_update_fails__nothing_changes(env, monkeypatch):
     def boom(**kwargs):
         raise ApplicationError("flag store unavailable")
 
-    monkeypatch.setattr(services, "flag_state_update", boom)
+    monkeypatch.setattr(lifecycle, "flag_state_update", boom)
     with pytest.raises(ApplicationError):
         services.rollout_start(rollout=rollout, actor=None, source=UI, now=T0)
     rollout = reload(rollout)

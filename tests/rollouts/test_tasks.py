@@ -12,6 +12,7 @@ from django_celery_beat.models import PeriodicTask
 from core.exceptions import ApplicationError
 from core.models import Heartbeat
 from rollouts import services, tasks
+from rollouts.services import scheduler
 from rollouts.models import Rollout, RolloutEvent
 from tests.rollouts.factories import EnvironmentFactory, ReleaseFactory, make_rollout, soak_plan
 
@@ -127,7 +128,7 @@ def test_advance_many__domain_error__logged_and_the_others_go_on(monkeypatch, ca
             raise ApplicationError("segment missing")
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "rollout_advance", refuse)
+    monkeypatch.setattr(scheduler, "rollout_advance", refuse)
     assert tasks.advance_many([[broken.id, 0], [fine.id, 0]]) == 1
     assert Rollout.objects.get(pk=fine.pk).current_phase_index == 1
     assert "rollout.advance_failed" in caplog.text
