@@ -508,7 +508,7 @@ class PlanEditor:
 def _plan_rollout(key: str) -> tuple[Rollout, list[Phase], dict[int, Segment]]:
     rollout = (
         Rollout.objects.select_related("release", "environment", "flag")
-        .prefetch_related(selectors._phases_prefetch(), "phases__checklist")
+        .prefetch_related(selectors.phases_prefetch(), "phases__checklist")
         .filter(key=key)
         .first()
     )

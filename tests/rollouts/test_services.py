@@ -11,8 +11,8 @@ from core.exceptions import ApplicationError, ConflictError
 from flags.models import Flag, FlagState, Segment
 from flags.services import flag_create, flag_state_update, segment_create
 from rollouts import services
-from rollouts.services import lifecycle
 from rollouts.models import Phase, Rollout, RolloutEvent
+from rollouts.services import lifecycle
 from tests.rollouts.factories import (
     BETA_USERS,
     TEMPLATE,

@@ -12,8 +12,8 @@ from django_celery_beat.models import PeriodicTask
 from core.exceptions import ApplicationError
 from core.models import Heartbeat
 from rollouts import services, tasks
-from rollouts.services import scheduler
 from rollouts.models import Rollout, RolloutEvent
+from rollouts.services import scheduler
 from tests.rollouts.factories import EnvironmentFactory, ReleaseFactory, make_rollout, soak_plan
 
 pytestmark = pytest.mark.django_db
