@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -60,7 +61,7 @@ def alertmanager(request: HttpRequest, secret: str = "") -> JsonResponse:
         alerts = services.alertmanager_parse(request.body)
     except ApplicationError as exc:
         logger.info("alertmanager.bad_payload rollout_id=%s error=%s", rollout.id, exc.message)
-        body = {"error": "invalid", "message": exc.message}
+        body: dict[str, Any] = {"error": "invalid", "message": exc.message}
         if exc.field:
             body["fields"] = {exc.field: [exc.message]}
         return JsonResponse(body, status=400)

@@ -4,7 +4,7 @@ safety facts, and the dashboard's active rollouts and upcoming changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -87,7 +87,7 @@ ROLLOUTS_PER_PAGE = 50
 def rollout_list_page(
     *,
     filters: RolloutFilters | Mapping[str, Any] | None = None,
-    page: object = 1,
+    page: int | str | None = 1,
     per_page: int = ROLLOUTS_PER_PAGE,
     now: datetime | None = None,
 ) -> tuple[list[RolloutRow], Page[Rollout]]:
@@ -116,7 +116,7 @@ def filter_choices() -> dict[str, list[tuple[str, str]]]:
 @dataclass
 class RolloutDetail:
     row: RolloutRow
-    events: list[RolloutEvent]  # newest first, at most EVENT_LOG_LIMIT
+    events: Sequence[RolloutEvent]  # newest first, at most EVENT_LOG_LIMIT
     event_count: int
     timeline: list[scheduling.PhaseTimes]
     projected_end: datetime | None

@@ -134,8 +134,10 @@ def next_change(rollout: Rollout, phases: list[Phase], now: datetime) -> NextCha
         words = "waits for a person to start" if state == State.SCHEDULED else "waits for a person"
         return NextChange("person", words, None, upcoming)
     if getattr(rollout, "gate_pending", False):
-        when = "due" if due <= now else f"due {relative_in_words(due, now)}"
-        return NextChange("gated", f"{when}; waits for an approval or a checklist", due, upcoming)
+        due_words = "due" if due <= now else f"due {relative_in_words(due, now)}"
+        return NextChange(
+            "gated", f"{due_words}; waits for an approval or a checklist", due, upcoming
+        )
     if due <= now:
         return NextChange("overdue", "due now (next scheduler tick)", due, upcoming)
     words = relative_in_words(due, now)
@@ -159,7 +161,7 @@ def rollout_row(rollout: Rollout, phases: list[Phase], now: datetime) -> Rollout
     )
 
 
-def phases_prefetch() -> Prefetch:
+def phases_prefetch() -> Prefetch[str, QuerySet[Phase], str]:
     return Prefetch("phases", queryset=Phase.objects.select_related("segment").order_by("order"))
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.utils import timezone
 
 from core.exceptions import ApplicationError, ConflictError
@@ -42,8 +41,9 @@ def _now(now: datetime | None) -> datetime:
     return now if now is not None else timezone.now()
 
 
-def _user(actor: AbstractBaseUser | None) -> Any:
-    return actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+def _user(actor: AbstractBaseUser | None) -> User | None:
+    """The person behind an action, or None (the system, or nobody signed in)."""
+    return actor if isinstance(actor, User) and actor.is_authenticated else None
 
 
 def _may(actor: AbstractBaseUser | None, perm: str) -> bool:
@@ -83,7 +83,7 @@ def _percentage(phases: Sequence[Phase], index: int) -> int | None:
 
 
 def _illegal(rollout: Rollout, doing: str) -> ApplicationError:
-    hint = {
+    hints: dict[str, str] = {
         State.DRAFT: "start or schedule it first",
         State.SCHEDULED: "start it now or wait for its start time",
         State.PAUSED: "resume it first",
@@ -91,7 +91,8 @@ def _illegal(rollout: Rollout, doing: str) -> ApplicationError:
         State.COMPLETED: "it has finished",
         State.ROLLED_BACK: "it was rolled back; create a new rollout to try again",
         State.CANCELLED: "it was cancelled; create a new rollout to try again",
-    }.get(rollout.state, "")
+    }
+    hint = hints.get(rollout.state, "")
     state = Rollout.State(rollout.state).label.lower()
     return ApplicationError(
         f"Cannot {doing} rollout {rollout.key}: it is {state}" + (f"; {hint}." if hint else "."),

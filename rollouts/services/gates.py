@@ -72,6 +72,8 @@ def promotion_blocker(rollout: Rollout, policy: ApprovalPolicy | None) -> str | 
     if policy is None or policy.requires_completed_in_id is None:
         return None
     there = policy.requires_completed_in
+    if there is None:  # pragma: no cover - the id is set, so the environment exists
+        return None
     others = list(
         Rollout.objects.filter(release_id=rollout.release_id, environment_id=there.id)
         .order_by("-created_at")

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_duration
@@ -78,10 +78,16 @@ def _as_datetime(value: Any, tz: ZoneInfo, where: str) -> datetime | None:
         value = parsed
     if not isinstance(value, datetime):
         raise ApplicationError("Give a date and time.", field=where)
-    if timezone.is_naive(value):
+    moment: datetime = value
+    if timezone.is_naive(moment):
         # A wall-clock time in the plan's time zone.
-        value = value.replace(tzinfo=tz)
-    return value
+        moment = moment.replace(tzinfo=tz)
+    return moment
+
+
+def _segment_ref(value: Any) -> Any:
+    """A phase's segment as given: a Segment becomes its id; anything else stays as it is."""
+    return value.pk if isinstance(value, Segment) else value
 
 
 def _clean_phases(
@@ -91,11 +97,7 @@ def _clean_phases(
     if not isinstance(phases, list | tuple) or not phases:
         raise ApplicationError("A rollout plan needs at least one phase.", field="phases")
     spec = strategies.strategy(strategy_key)
-    segment_refs = {
-        p.get("segment").pk if isinstance(p.get("segment"), Segment) else p.get("segment")
-        for p in phases
-        if isinstance(p, dict)
-    } - {None}
+    segment_refs = {_segment_ref(p.get("segment")) for p in phases if isinstance(p, dict)} - {None}
     bad_refs = [s for s in segment_refs if not isinstance(s, int) or isinstance(s, bool)]
     known = set(
         Segment.objects.filter(pk__in=[s for s in segment_refs if s not in bad_refs]).values_list(
@@ -430,7 +432,7 @@ def rollout_create(
     timezone: str = "UTC",
     template: str | None = None,
     phases: list[dict[str, Any]] | None = None,
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     allow_decreasing: bool = False,
     alert_policy: str = Rollout.AlertPolicy.HOLD,
     now: datetime | None = None,

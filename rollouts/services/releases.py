@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 
 from core.exceptions import ApplicationError
@@ -35,7 +35,7 @@ def release_create(
     changelog: str = "",
     label: str = Release.Label.NEW,
     known_issues: str = "",
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     flags: Iterable[Flag] = (),
     is_public: bool = False,
     actor: AbstractBaseUser | None,

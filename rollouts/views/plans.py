@@ -224,6 +224,7 @@ def rollout_plan(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
 def rollout_plan_preview(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
     rollout, phases, segments = _plan_rollout(key)
     editor = _editor(rollout, phases, segments, rows_from_post(request.POST))
-    context = {"rollout": rollout, "now": timezone.now()}
-    context.update(_preview(editor, context["now"]))
+    now = timezone.now()
+    context: dict[str, Any] = {"rollout": rollout, "now": now}
+    context.update(_preview(editor, now))
     return render(request, "rollouts/plan.html#plan-preview", context)

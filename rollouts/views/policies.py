@@ -43,24 +43,24 @@ def policies(request: AuthenticatedHttpRequest) -> HttpResponse:
                 "and users); ask an admin."
             )
         env_id = request.POST.get("environment", "")
-        row = next((r for r in rows if str(r.environment.id) == env_id), None)
-        if row is None:
+        chosen = next((r for r in rows if str(r.environment.id) == env_id), None)
+        if chosen is None:
             raise Http404("No such environment.")
-        form = PolicyForm(request.POST, prefix=f"env{row.environment.id}")
-        forms_[row.environment.id] = form
+        form = PolicyForm(request.POST, prefix=f"env{chosen.environment.id}")
+        forms_[chosen.environment.id] = form
         if request.POST.get("op") == "delete":
-            services.approval_policy_delete(environment=row.environment, actor=request.user)
-            messages.success(request, f"Gates of {row.environment.name} removed.")
+            services.approval_policy_delete(environment=chosen.environment, actor=request.user)
+            messages.success(request, f"Gates of {chosen.environment.name} removed.")
             return redirect("rollouts:policies")
         if form.is_valid():
             try:
                 services.approval_policy_set(
-                    environment=row.environment, actor=request.user, **form.cleaned_data
+                    environment=chosen.environment, actor=request.user, **form.cleaned_data
                 )
             except ApplicationError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             else:
-                messages.success(request, f"Gates of {row.environment.name} saved.")
+                messages.success(request, f"Gates of {chosen.environment.name} saved.")
                 return redirect("rollouts:policies")
     context = {
         "rows": [(row, forms_[row.environment.id]) for row in rows],

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
+from django.forms import ChoiceField
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -244,7 +245,7 @@ def rollout_create(request: AuthenticatedHttpRequest) -> HttpResponse:
                 initial[name] = request.GET[name]
         form = RolloutCreateForm(initial=initial)
     strategy = form["strategy"].value() or Rollout.Strategy.FEATURE_FLAG
-    form.fields["template"].choices = template_choices(str(strategy))
+    cast(ChoiceField, form.fields["template"]).choices = template_choices(str(strategy))
     context = {"form": form, "strategies": STRATEGIES, "strategy": STRATEGIES.get(str(strategy))}
     partial = "template-field" if htmx_target(request) == "template-field" else None
     return render_page(request, "rollouts/new.html", context, partial=partial)
