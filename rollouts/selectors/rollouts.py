@@ -26,11 +26,7 @@ from rollouts.selectors.rows import (
 from rollouts.selectors.safety import SafetyView, _safety, gated_next_change
 
 State = Rollout.State
-
-
 LIST_FILTERS = ("state", "strategy", "environment")
-
-
 EVENT_LOG_LIMIT = 200
 
 

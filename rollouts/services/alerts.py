@@ -155,8 +155,6 @@ def rollout_alert_settings_update(
 
 
 MAX_ALERTS = 500
-
-
 MAX_LABEL = 1024
 
 

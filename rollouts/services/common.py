@@ -17,23 +17,10 @@ from core.exceptions import ApplicationError, ConflictError
 from rollouts.models import Phase, Rollout, RolloutEvent
 
 State = Rollout.State
-
-
-Kind = RolloutEvent.Kind
-
-
 Source = RolloutEvent.Source
-
-
 LIVE_STATES = (State.SCHEDULED, State.RUNNING, State.PAUSED, State.HELD)
-
-
 STOPPED_STATES = (State.PAUSED, State.HELD)
-
-
 OVERRIDE_PERMISSION = "rollouts.override_freeze"
-
-
 APPROVE_PERMISSION = "rollouts.approve_rollout"
 
 

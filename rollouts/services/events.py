@@ -20,10 +20,6 @@ from rollouts.services.common import _user
 
 logger = logging.getLogger(__name__)
 
-State = Rollout.State
-Kind = RolloutEvent.Kind
-Source = RolloutEvent.Source
-
 
 # Sent on commit with the ids of the events a transaction wrote, so that consumers (notices)
 # react at once; they also sweep undispatched events, so nothing is lost if a receiver fails.

@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 State = Rollout.State
 Kind = RolloutEvent.Kind
-Source = RolloutEvent.Source
 
 
 @dataclass(frozen=True)

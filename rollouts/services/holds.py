@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 State = Rollout.State
 Kind = RolloutEvent.Kind
-Source = RolloutEvent.Source
 
 
 def _active_holds(rollout: Rollout) -> list[Hold]:

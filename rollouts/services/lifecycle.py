@@ -51,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 State = Rollout.State
 Kind = RolloutEvent.Kind
-Source = RolloutEvent.Source
 
 
 ACTIONS = frozenset(

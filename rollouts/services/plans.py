@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 State = Rollout.State
 Kind = RolloutEvent.Kind
-Source = RolloutEvent.Source
 
 
 def _as_duration(value: Any, where: str) -> timedelta | None:

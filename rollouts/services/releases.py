@@ -11,14 +11,10 @@ from django.db import transaction
 
 from core.exceptions import ApplicationError
 from flags.models import Flag
-from rollouts.models import Release, Rollout, RolloutEvent
+from rollouts.models import Release
 from rollouts.services.common import _user
 
 logger = logging.getLogger(__name__)
-
-State = Rollout.State
-Kind = RolloutEvent.Kind
-Source = RolloutEvent.Source
 
 
 _RELEASE_FIELDS = {

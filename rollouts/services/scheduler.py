@@ -19,7 +19,6 @@ from rollouts.services.lifecycle import rollout_advance
 logger = logging.getLogger(__name__)
 
 State = Rollout.State
-Kind = RolloutEvent.Kind
 Source = RolloutEvent.Source
 
 

@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 State = Rollout.State
 Kind = RolloutEvent.Kind
-Source = RolloutEvent.Source
 
 
 def window_spec(window: FreezeWindow) -> WindowSpec:

@@ -15,8 +15,6 @@ from core.http import toast
 from rollouts.models import Rollout, RolloutEvent
 
 Source = RolloutEvent.Source
-
-
 CHANGED = "rolloutChanged"
 
 
