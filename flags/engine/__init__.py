@@ -20,6 +20,7 @@ Public API (import it from here: ``from flags.engine import compile_snapshot``):
     Snapshot.flag_keys -> tuple[str, ...]
     apply_delta(state, events) -> dict                          # Unleash delta API events
     context_from_ofrep(ctx) -> dict                             # OFREP context -> Unleash
+    InvalidContext                       # raised by it: a value the engine must not see
     bucket(group_id, value) / variant_bucket(group_id, value, total_weight)
 
 Modules, in dependency order (each documents the semantics it owns):
@@ -34,7 +35,7 @@ Modules, in dependency order (each documents the semantics it owns):
 """
 
 from flags.engine.compile import apply_delta, compile_snapshot
-from flags.engine.context import context_from_ofrep
+from flags.engine.context import InvalidContext, context_from_ofrep
 from flags.engine.evaluate import (
     DEFAULT,
     DISABLED,
@@ -59,6 +60,7 @@ __all__ = [
     "STATIC",
     "TARGETING_MATCH",
     "Evaluation",
+    "InvalidContext",
     "Snapshot",
     "apply_delta",
     "bucket",

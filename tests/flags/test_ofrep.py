@@ -520,7 +520,8 @@ def _call_wsgi(request):
     try:
         response = application(request.environ, start_response)
         body = b"".join(response)
-        response.close()
+        if hasattr(response, "close"):  # optional in WSGI
+            response.close()
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
