@@ -4,8 +4,11 @@ Pure Python, no Django. The input is exactly Unleash's client API document
 (``GET /api/client/features``: ``{"version": 2, "features": [...], "segments": [...]}``), which
 is also what Rollcall serves and imports. ``compile_snapshot`` turns it into a ``Snapshot``:
 constraints become closures, regexes are pre-compiled, each strategy's group id, percentage,
-stickiness and ``"<groupId>:"`` hash prefix are computed once, and every possible
-``Evaluation`` is built up front so that evaluating allocates nothing in the steady state.
+stickiness and ``"<groupId>:"`` hash prefix are computed once, every possible
+``Evaluation`` is built up front so that evaluating allocates nothing in the steady state, and
+each flag becomes one generated function with its rollouts inlined (``evaluate.make_flag``).
+Context input is validated before it reaches the engine (``context_from_ofrep``: a lone UTF-16
+surrogate would crash ``mmh3``).
 Compatibility is defined by the Unleash client specification (npm
 ``@unleash/client-specification``), which ``tests/flags/test_client_specification.py`` runs in
 full.

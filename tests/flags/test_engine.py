@@ -730,3 +730,18 @@ def test_apply_delta__events_in_order() -> None:
     # The input is not modified.
     assert [f["name"] for f in state["features"]] == ["new"]
     assert state["segments"] == [seg]
+
+
+def test_rollout__group_id_with_lone_surrogate__hashed_as_replacement_character() -> None:
+    # mmh3 would crash the process on the raw string: the compiler normalises it once.
+    snapshot = snap(
+        feature("f", rollout(50, "userId", params={"groupId": "g\ud800"})),
+        feature(
+            "v",
+            rollout(100, "userId", params={"groupId": "g\udfff"}, variants=variants(1, 1)),
+        ),
+    )
+    for user in ("u1", "u2", "u3", "u4"):
+        expected = bucket("g\ufffd", user) <= 50
+        assert snapshot.is_enabled("f", {"userId": user}) is expected
+        assert snapshot.evaluate("v", {"userId": user}).variant in {"v0", "v1"}
