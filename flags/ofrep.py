@@ -116,8 +116,16 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return False
 
 
-def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
-    """CSRF-exempt, CORS, SDK-key auth (the view gets the key's KeyInfo), JSON errors."""
+ALL_KINDS = frozenset((sdk_auth.SERVER, sdk_auth.FRONTEND))
+
+
+def machine_view(
+    *methods: str, kinds: frozenset[str] = ALL_KINDS
+) -> Callable[[MachineView], MachineView]:
+    """CSRF-exempt, CORS, SDK-key auth (the view gets the key's KeyInfo), JSON errors.
+
+    `kinds`: the SDK key kinds this endpoint accepts (403 for the others).
+    """
     allowed = ", ".join((*methods, "OPTIONS"))
 
     def decorator(view: MachineView) -> MachineView:
@@ -138,6 +146,7 @@ def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
                 return response
             try:
                 key_info = sdk_auth.authenticate(request)
+                sdk_auth.require_kind(key_info, kinds)
                 return view(request, key_info, *args, **kwargs)
             except sdk_auth.AuthError as exc:
                 return ofrep_error("GENERAL", exc.detail, exc.status)

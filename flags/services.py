@@ -19,6 +19,7 @@ from django.db.models import F
 from simple_history.utils import bulk_create_with_history
 
 from core.exceptions import ApplicationError, ConflictError
+from flags import engine
 from flags.models import FLAG_KEY_PATTERN, Environment, Flag, FlagState, Segment
 
 logger = logging.getLogger(__name__)
@@ -102,9 +103,9 @@ def validate_constraints(constraints: Any, *, where: str) -> list[dict[str, Any]
             if value is None or str(value) == "":
                 raise ApplicationError(f"{label}: {operator} needs a value.")
             if operator == "REGEX":
-                try:
-                    re.compile(str(value))
-                except re.error as exc:
+                try:  # the dialect the engine evaluates (Rust's regex), not Python's
+                    engine.translate_rust_regex(str(value), bool(c.get("caseInsensitive")))
+                except ValueError as exc:
                     raise ApplicationError(f"{label}: invalid regular expression ({exc}).") from exc
             item["value"] = str(value)
         else:
@@ -849,23 +850,39 @@ def _sdk_key_secret() -> str:
 
 @transaction.atomic
 def sdk_key_create(
-    *, environment: Environment, name: str, actor: AbstractBaseUser | None
+    *,
+    environment: Environment,
+    name: str,
+    actor: AbstractBaseUser | None,
+    kind: str = SdkKey.Kind.SERVER,
 ) -> tuple[SdkKey, str]:
-    """Create a key; returns it with the raw secret, which is shown once and never stored."""
-    name = (name or "").strip() or f"{environment.key} server key"
+    """Create a key; returns it with the raw secret, which is shown once and never stored.
+
+    A `server` key reads the environment's rules (Unleash client API) and evaluates (OFREP);
+    a `frontend` key may only ask for evaluated answers (Unleash frontend API, OFREP), so it
+    is safe to ship in a browser or a mobile app.
+    """
+    if kind not in SdkKey.Kind.values:
+        raise ApplicationError(
+            f"Unknown key kind {kind!r}; use one of {', '.join(SdkKey.Kind.values)}.", field="kind"
+        )
+    name = (name or "").strip() or f"{environment.key} {kind} key"
     if len(name) > 100:
         raise ApplicationError("Keep the key's name under 100 characters.", field="name")
     raw = f"rc_{environment.key}_{_sdk_key_secret()}"
     sdk_key = SdkKey(
         environment=environment,
         name=name,
+        kind=kind,
         prefix=raw[:16],
         key_hash=SdkKey.hash(raw),
         created_by=actor if actor is not None and actor.is_authenticated else None,
     )
     _set_history_user(sdk_key, actor)
     sdk_key.save()
-    logger.info("sdk_key.created sdk_key_id=%s environment=%s", sdk_key.pk, environment.key)
+    logger.info(
+        "sdk_key.created sdk_key_id=%s environment=%s kind=%s", sdk_key.pk, environment.key, kind
+    )
     return sdk_key, raw
 
 
