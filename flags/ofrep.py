@@ -136,6 +136,13 @@ def machine_view(
                 response = HttpResponse(status=204)
                 for name, value in PREFLIGHT_HEADERS.items():
                     response[name] = value
+                # SDKs add their own headers (unleash-sdk, unleash-appname, ...): no cookies
+                # are involved, so whatever a browser asks to send is allowed.
+                requested = request.META.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+                if requested.strip():
+                    response["Access-Control-Allow-Headers"] = (
+                        f"{PREFLIGHT_HEADERS['Access-Control-Allow-Headers']}, {requested.strip()}"
+                    )
                 response["Access-Control-Allow-Methods"] = allowed
                 return response
             if request.method not in methods:
