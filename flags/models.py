@@ -21,8 +21,8 @@ from core.models import BaseModel
 FLAG_KEY_PATTERN = r"^[^\s/\\?#%._-][^\s/\\?#%]*$"
 flag_key_validator = RegexValidator(
     FLAG_KEY_PATTERN,
-    "Use letters, digits and symbols such as '.', '_' or '-' (any language), without spaces "
-    "or '/', '\\', '?', '#', '%', starting with a letter or digit.",
+    "Use letters, digits and symbols such as '.', '_' or '-' (any language), starting with a "
+    "letter or digit; no spaces, '/', '\\', '?', '#' or '%%'.",
 )
 
 

@@ -26,8 +26,7 @@ class Migration(migrations.Migration):
                     django.core.validators.RegexValidator(
                         "^[^\\s/\\\\?#%._-][^\\s/\\\\?#%]*$",
                         "Use letters, digits and symbols such as '.', '_' or '-' (any language), "
-                        "without spaces or '/', '\\', '?', '#', '%', starting with a letter "
-                        "or digit.",
+                        "starting with a letter or digit; no spaces, '/', '\\', '?', '#' or '%%'.",
                     )
                 ],
             ),
@@ -42,8 +41,7 @@ class Migration(migrations.Migration):
                     django.core.validators.RegexValidator(
                         "^[^\\s/\\\\?#%._-][^\\s/\\\\?#%]*$",
                         "Use letters, digits and symbols such as '.', '_' or '-' (any language), "
-                        "without spaces or '/', '\\', '?', '#', '%', starting with a letter "
-                        "or digit.",
+                        "starting with a letter or digit; no spaces, '/', '\\', '?', '#' or '%%'.",
                     )
                 ],
             ),
