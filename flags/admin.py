@@ -43,7 +43,7 @@ class FlagAdmin(ReadOnlyAdmin):
     @admin.action(description="Archive selected flags (off everywhere)", permissions=["archive"])
     def archive(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
         for flag in queryset:
-            services.flag_archive(flag=flag, actor=request.user)  # type: ignore[arg-type]
+            services.flag_archive(flag=flag, actor=request.user)
         messages.success(request, f"Archived {queryset.count()} flag(s).")
 
     def has_archive_permission(self, request: HttpRequest) -> bool:

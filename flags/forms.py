@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.validators import RegexValidator
 
 from flags.models import Environment, Flag, SdkKey, flag_key_validator
 from flags.services import OPERATORS, RESERVED_FLAG_KEYS, SINGLE_VALUE_OPERATORS, TOTAL_WEIGHT
+
+
+def _choice_field(form: forms.BaseForm, name: str) -> forms.ChoiceField:
+    """A form's choice field, typed as one (its choices are set per request)."""
+    return cast(forms.ChoiceField, form.fields[name])
+
 
 MAX_ROWS = 50
 STICKINESS_CHOICES = [
@@ -169,7 +175,8 @@ class ConstraintForm(forms.Form):
     FIELDS = ("context_name", "operator", "values", "inverted", "case_insensitive")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         operator = data.get("operator")
         values = split_values(data.get("values", ""))
         if operator and not values:
@@ -310,7 +317,8 @@ class VariantForm(forms.Form):
     FIELDS = ("name", "weight", "payload_type", "payload_value")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("payload_type") and data.get("payload_value", "") == "":
             self.add_error("payload_value", "Give the payload a value (or choose No payload).")
         if data.get("payload_type") == "json" and data.get("payload_value"):
@@ -447,11 +455,12 @@ class RuleForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.flag_key = flag_key
-        self.fields["segments"].choices = segment_choices
+        _choice_field(self, "segments").choices = segment_choices
         self.fields["group_id"].widget.attrs["placeholder"] = flag_key
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("stickiness") == "custom" and not (data.get("custom_stickiness") or "").strip():
             self.add_error("custom_stickiness", "Name the context field to stick to.")
         return data
@@ -516,7 +525,11 @@ class RuleEditor:
     ) -> None:
         self.prefix = prefix
         self.bound = data is not None
-        common = {"segment_choices": segment_choices, "flag_key": flag_key, "prefix": prefix}
+        common: dict[str, Any] = {
+            "segment_choices": segment_choices,
+            "flag_key": flag_key,
+            "prefix": prefix,
+        }
         if data is None:
             initial = (
                 rule_initial(rule, flag_key=flag_key, version=version)
@@ -579,7 +592,7 @@ class EvaluateForm(forms.Form):
 
     def __init__(self, *args: Any, environments: Iterable[Environment], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["environment"].choices = [(env.key, env.name) for env in environments]
+        _choice_field(self, "environment").choices = [(env.key, env.name) for env in environments]
 
     def clean_properties(self) -> dict[str, str]:
         props: dict[str, str] = {}
@@ -629,10 +642,10 @@ class FlagFilterForm(forms.Form):
         self, *args: Any, environments: Iterable[Environment], tags: Iterable[str], **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["environment"].choices = [("", "Any environment")] + [
+        _choice_field(self, "environment").choices = [("", "Any environment")] + [
             (env.key, env.name) for env in environments
         ]
-        self.fields["tag"].choices = [("", "Any tag")] + [(t, t) for t in tags]
+        _choice_field(self, "tag").choices = [("", "Any tag")] + [(t, t) for t in tags]
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, QueryDict
 
 from flags import engine, sdk_auth, snapshot
+from flags.engine.context import TOP_LEVEL_FIELDS
 from flags.ofrep import (
     MACHINE_HEADERS,
     etag_matches,
@@ -65,7 +66,7 @@ def context_from_query(query: QueryDict) -> dict[str, Any]:
     for name, value in query.items():
         if name.startswith(_PROPERTY_PREFIX) and name.endswith("]"):
             properties[name[len(_PROPERTY_PREFIX) : -1]] = value
-        elif name in engine.TOP_LEVEL_FIELDS:
+        elif name in TOP_LEVEL_FIELDS:
             context[name] = value
         else:
             properties[name] = value

@@ -27,7 +27,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from simple_history.utils import bulk_create_with_history
 
@@ -35,6 +34,7 @@ from core.exceptions import ApplicationError
 from flags import compat, engine, services
 from flags.models import FLAG_KEY_PATTERN, Environment, Flag, FlagState, Segment
 from flags.selectors import environment_client_state
+from flags.services.common import Actor, actor_user, set_history_user
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def flags_import(
     *,
     environment: Environment | str,
     data: Any,
-    actor: AbstractBaseUser | None,
+    actor: Actor,
     create_environment: bool = False,
 ) -> ImportResult:
     """Import a client-API document into an environment (all or nothing)."""
@@ -405,24 +405,19 @@ def _validate_dependencies(raw: Any, key: str, flag_keys: set[Any]) -> list[dict
 # Writes (one transaction)
 
 
-def _set_history_user(obj: Any, actor: AbstractBaseUser | None) -> None:
-    if actor is not None and getattr(actor, "is_authenticated", False):
-        obj._history_user = actor
-
-
 def _apply(
     env: Environment | None,
     env_key: str,
     segments: list[_Segment],
     features: list[_Feature],
-    actor: AbstractBaseUser | None,
+    actor: Actor,
 ) -> ImportResult:
     created_env = False
     if env is None:
         env = services.environment_create(key=env_key, name=env_key.title(), actor=actor)
         created_env = True
     result = ImportResult(environment=env, created_environment=created_env)
-    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    user = actor_user(actor)
 
     by_name = {s.name.lower(): s for s in Segment.objects.select_for_update()}
     id_map: dict[Any, int] = {}
@@ -432,7 +427,7 @@ def _apply(
             segment = Segment(
                 name=item.name, description=item.description, constraints=item.constraints
             )
-            _set_history_user(segment, actor)
+            set_history_user(segment, actor)
             segment.save()
             result.created_segments.append(item.name)
         elif segment.constraints != item.constraints or (
@@ -442,7 +437,7 @@ def _apply(
             if item.description:
                 segment.description = item.description
             segment.version += 1
-            _set_history_user(segment, actor)
+            set_history_user(segment, actor)
             segment.save()
             result.updated_segments.append(segment.name)
         id_map[item.file_id] = segment.pk
@@ -456,75 +451,75 @@ def _apply(
         .filter(environment=env, flag__key__in=keys)
     }
     other_envs = list(Environment.objects.exclude(pk=env.pk))
-    for item in features:
+    for feature in features:
         rules = [
             {
                 **rule,
                 "segments": [id_map.get(s, compat.MISSING_SEGMENT_ID) for s in rule["segments"]],
             }
-            for rule in item.rules
+            for rule in feature.rules
         ]
-        flag = flags.get(item.key)
+        flag = flags.get(feature.key)
         changed = False
         if flag is None:
             flag = Flag(
-                key=item.key,
-                name=item.name,
-                description=item.description,
-                type=item.type,
-                variants=item.variants,
-                dependencies=item.dependencies,
-                tags=item.tags,
-                lifecycle=item.lifecycle or Flag.Lifecycle.ACTIVE,
-                impression_data=item.impression_data,
+                key=feature.key,
+                name=feature.name,
+                description=feature.description,
+                type=feature.type,
+                variants=feature.variants,
+                dependencies=feature.dependencies,
+                tags=feature.tags,
+                lifecycle=feature.lifecycle or Flag.Lifecycle.ACTIVE,
+                impression_data=feature.impression_data,
                 owner=user,
             )
-            _set_history_user(flag, actor)
+            set_history_user(flag, actor)
             flag.save()
             bulk_create_with_history(
                 [FlagState(flag=flag, environment=other) for other in other_envs],
                 FlagState,
                 default_user=user,
             )
-            result.created_flags.append(item.key)
+            result.created_flags.append(feature.key)
         else:
-            lifecycle = item.lifecycle
+            lifecycle = feature.lifecycle
             if lifecycle is None:
                 keep = (Flag.Lifecycle.ACTIVE, Flag.Lifecycle.PERMANENT)
                 lifecycle = flag.lifecycle if flag.lifecycle in keep else Flag.Lifecycle.ACTIVE
             updates = {
-                "name": item.name,
-                "description": item.description,
-                "type": item.type,
-                "variants": item.variants,
-                "dependencies": item.dependencies,
-                "tags": item.tags,
+                "name": feature.name,
+                "description": feature.description,
+                "type": feature.type,
+                "variants": feature.variants,
+                "dependencies": feature.dependencies,
+                "tags": feature.tags,
                 "lifecycle": lifecycle,
-                "impression_data": item.impression_data,
+                "impression_data": feature.impression_data,
             }
             diff = [name for name, value in updates.items() if getattr(flag, name) != value]
             if diff:
                 for name in diff:
                     setattr(flag, name, updates[name])
                 flag.version += 1
-                _set_history_user(flag, actor)
+                set_history_user(flag, actor)
                 flag.save()
                 changed = True
-        state = states.get(item.key)
+        state = states.get(feature.key)
         if state is None:
-            state = FlagState(flag=flag, environment=env, enabled=item.enabled, rules=rules)
-            _set_history_user(state, actor)
+            state = FlagState(flag=flag, environment=env, enabled=feature.enabled, rules=rules)
+            set_history_user(state, actor)
             state.save()
             changed = True
-        elif state.enabled != item.enabled or state.rules != rules:
-            state.enabled = item.enabled
+        elif state.enabled != feature.enabled or state.rules != rules:
+            state.enabled = feature.enabled
             state.rules = rules
             state.version += 1
-            _set_history_user(state, actor)
+            set_history_user(state, actor)
             state.save()
             changed = True
-        if item.key not in result.created_flags:
-            (result.updated_flags if changed else result.unchanged_flags).append(item.key)
+        if feature.key not in result.created_flags:
+            (result.updated_flags if changed else result.unchanged_flags).append(feature.key)
     if (
         result.created_flags
         or result.updated_flags

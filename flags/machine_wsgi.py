@@ -29,16 +29,16 @@ class MachineHandler(WSGIHandler):
     """Django's WSGI handler without middleware, resolving against `flags.machine_urls`."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        get_response = self._get_response
+        get_response = self._get_response  # type: ignore[attr-defined]
 
         def machine(request: HttpRequest) -> HttpResponse:
             request.get_host()  # DisallowedHost -> 400, as CommonMiddleware would
             request.urlconf = MACHINE_URLCONF  # type: ignore[attr-defined]
             return get_response(request)
 
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
         self._middleware_chain = convert_exception_to_response(machine)
 
 

@@ -6,9 +6,10 @@ number of queries, whatever the number of flags, rules or history records.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -124,7 +125,7 @@ class Change:
     old: str = ""
     new: str = ""
     # For JSON fields (rules, variants): compact lines "path: old → new".
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass

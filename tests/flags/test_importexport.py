@@ -385,6 +385,26 @@ def test_import_api__invalid_document__400_with_report_nothing_changed(productio
     assert Flag.objects.count() == 0
 
 
+def test_import_api__what_unleash_tolerates__imported_with_warnings(production, rm_client):
+    document = {
+        "features": [
+            {"name": "ok", "enabled": True},
+            {"name": "z", "enabled": True, "dependencies": [{"feature": "missing-parent"}]},
+        ]
+    }
+    response = _post_import(rm_client, "production", document)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert sorted(body["created_flags"]) == ["ok", "z"]
+    assert len(body["warnings"]) == 1
+    assert "missing-parent" in body["warnings"][0]
+
+
+def test_import_api__clean_document__no_warnings(production, rm_client):
+    response = _post_import(rm_client, "production", UNLEASH_DOCUMENT)
+    assert response.json()["warnings"] == []
+
+
 def test_import_api__support__403(production, support_client):
     response = _post_import(support_client, "production", UNLEASH_DOCUMENT)
     assert response.status_code == 403
