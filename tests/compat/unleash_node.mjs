@@ -17,8 +17,9 @@ client.on('error', (error) => {
   process.stderr.write(`unleash-client error: ${error}\n`);
 });
 await new Promise((resolve, reject) => {
+  // unref: a pending timer would otherwise keep Node running for 20 s after the answers.
+  setTimeout(() => reject(new Error('unleash-client did not synchronise in 20 s')), 20000).unref();
   client.once('synchronized', resolve);
-  setTimeout(() => reject(new Error('unleash-client did not synchronise in 20 s')), 20000);
 });
 const answers = input.cases.map((c) => {
   const variant = client.getVariant(c.toggle, c.context);

@@ -9,6 +9,10 @@ window.runCases = async ({ url, key, cases }) => {
       baseUrl: url,
       headers: [['Authorization', `Bearer ${key}`]],
       pollInterval: 0,
+      // The default, 'local-cache-first', answers a context change from the browser's cache
+      // (keyed by targetingKey alone) and refreshes in the background: the previous context's
+      // answers until then. Each case here is a new context, so always ask the server.
+      cacheMode: 'disabled',
     }),
     {},
   );
