@@ -10,17 +10,22 @@ export PORT
 install: $(VENV)/.installed node_modules/.installed
 
 # Reinstall only when the lock file changes, so a second `make run` starts fast.
-# uv (pinned and hashed in the lock itself) syncs the venv to the lock exactly; where it
-# cannot be installed, pip installs the same hashed lock.
+# The venv starts without pip; the pinned, hashed uv from the lock is put in it by the
+# system's pip, and uv syncs it to the lock exactly (pip included). Where that is not
+# possible, the venv's own pip installs the same hashed lock.
 $(VENV)/.installed: requirements.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@awk '/^uv==/{p=1;print;next} p&&/^ +--hash/{print;next} {p=0}' requirements.lock > $(VENV)/uv.lock.txt
-	@if $(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
-	      -r $(VENV)/uv.lock.txt 2>/dev/null; then \
+	@test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	@awk '/^uv==/{p=1;print;next} p&&/^ +--hash/{print;next} {p=0}' requirements.lock \
+	  > $(VENV)/uv-requirements.txt
+	@test -x $(BIN)/uv || $(PYTHON) -m pip --python $(BIN)/python install --quiet \
+	  --disable-pip-version-check --require-hashes --no-deps -r $(VENV)/uv-requirements.txt \
+	  2>/dev/null || true
+	@if test -x $(BIN)/uv; then \
 	  echo "uv pip sync requirements.lock"; \
 	  $(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock; \
 	else \
 	  echo "pip install --require-hashes -r requirements.lock (uv unavailable)"; \
+	  test -x $(BIN)/pip || $(BIN)/python -m ensurepip --upgrade --default-pip; \
 	  $(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock; \
 	fi
 	@touch $@
@@ -32,7 +37,8 @@ node_modules/.installed: package-lock.json
 dirs:
 	@mkdir -p var/celery/broker var/celery/processed var/celery/control var/staticfiles
 
-run: install dirs
+# The app needs no npm packages (they serve the compatibility tests), so `run` skips npm.
+run: $(VENV)/.installed dirs
 	$(BIN)/python manage.py migrate --noinput
 	LOG_LEVEL=WARNING $(BIN)/python manage.py load_demo
 	@echo ""
