@@ -11,8 +11,9 @@ install: $(VENV)/.installed node_modules/.installed
 
 # Reinstall only when the lock file changes, so a second `make run` starts fast.
 # The venv starts without pip; the pinned, hashed uv from the lock is put in it by the
-# system's pip, and uv syncs it to the lock exactly (pip included). Where that is not
-# possible, the venv's own pip installs the same hashed lock.
+# system's pip, and uv syncs it to the lock exactly (pip included), compiling bytecode as
+# pip does (with PYTHONDONTWRITEBYTECODE set, every process would otherwise recompile
+# Django). Where that is not possible, the venv's own pip installs the same hashed lock.
 $(VENV)/.installed: requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
 	@awk '/^uv==/{p=1;print;next} p&&/^ +--hash/{print;next} {p=0}' requirements.lock \
@@ -22,7 +23,7 @@ $(VENV)/.installed: requirements.lock
 	  2>/dev/null || true
 	@if test -x $(BIN)/uv; then \
 	  echo "uv pip sync requirements.lock"; \
-	  $(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock; \
+	  $(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock; \
 	else \
 	  echo "pip install --require-hashes -r requirements.lock (uv unavailable)"; \
 	  test -x $(BIN)/pip || $(BIN)/python -m ensurepip --upgrade --default-pip; \
