@@ -89,7 +89,8 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--deliveries", type=int, default=10_000)
+    quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    parser.add_argument("--deliveries", type=int, default=2_000 if quick else 10_000)
     parser.add_argument("--channels", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--pool", default="prefork", help="Celery pool of each worker.")

@@ -1,33 +1,36 @@
-"""OFREP over HTTP: Rollcall (Django) against a bare WSGI baseline, in one run.
+"""OFREP over HTTP: Rollcall against a bare WSGI baseline (and unleash-server), interleaved.
 
-Run from the repository root: ``.venv/bin/python bench/ofrep_http.py [--duration S]``.
+Run from the repository root: ``.venv/bin/python bench/ofrep_http.py`` (``BENCH_QUICK=1`` for
+a short run; ``BENCH_OFREP_SAMPLES`` / ``BENCH_OFREP_SECONDS`` override the defaults).
 
-1. Migrates a throwaway SQLite database (or uses ``DATABASE_URL`` when set: the bench then adds
-   its own environment, ``bench-<pid>``, and removes it at the end), creates an environment,
-   an SDK key and 50 flags with rules (rollouts, constraints, segments, variants).
-2. Counts SQL queries per evaluation once warm, in process (Django test client +
-   ``CaptureQueriesContext``); it must be 0 (the bench fails otherwise).
-3. Serves three WSGI apps with the same server settings, one at a time: Rollcall as deployed
-   (``config.wsgi``: OFREP skips the middleware, see ``flags/machine_wsgi.py``), the same
-   views through Django's whole middleware stack (``full_stack_app``), and the baseline
-   (``baseline_app``: the same JSON parse, SDK-key check and ``flags.engine`` evaluation, no
-   Django). Servers: gunicorn, 2 workers x 4 threads (gthread), and granian (2 workers x 4
-   blocking threads) when installed.
-4. Drives each with 8 keep-alive connections for ``--duration`` seconds per endpoint (``wrk``
-   when installed, e.g. ``apt-get install wrk``; otherwise 8 Python client processes) on
-   single-flag and bulk evaluation, each request with another user, and prints req/s,
-   p50/p99 latency and the ratios Rollcall / baseline.
+1. A database of the bench's own (``<name>_bench_ofrep`` next to DATABASE_URL's database,
+   else a temporary SQLite file), migrated; 50 flags (rollouts, constraints, segments,
+   variants) imported in Unleash's client-API format with ``manage.py flags_import`` and an SDK
+   key made with ``manage.py sdk_key_create``. The baseline gets the same flags from Rollcall's
+   own ``/api/client/features``.
+2. SQL queries per evaluation once warm, in process (``config.wsgi``, CaptureQueriesContext):
+   it must be 0 (the bench fails otherwise).
+3. Servers, all started first and kept running: gunicorn (2 workers x 4 threads, gthread) and
+   granian (2 workers x 4 blocking threads) when installed, each serving Rollcall as deployed
+   (``config.wsgi:application``) and the baseline (``baseline_app``: a bare WSGI handler doing
+   the same SDK-key check, JSON parse, ``flags.engine`` context conversion and evaluation and
+   JSON answer, no Django). unleash-server 6.x (npm, installed into ``var/bench/unleash-server``
+   at bench time, its own PostgreSQL database, the same flags created through its admin API)
+   when it can be installed and started; otherwise the bench prints why it was not measured.
+4. Load: wrk, 8 keep-alive connections, 2 threads, each request another user; single-flag and
+   bulk evaluation. ``samples`` rounds; in each round every cell (server x app x endpoint) gets
+   one ``seconds`` sample, one cell after another (interleaved). Printed: req/s and p99 as
+   median (min-max) over samples, and Rollcall / baseline as the median (min-max) of the
+   per-round ratios (same server, same endpoint, same round).
 
-The DESIGN's reference for unleash-server's evaluating endpoint on this kind of machine is
-~650 req/s (not measured here: it needs Node and PostgreSQL).
+Targets (issue 15): Rollcall >= 0.5x the bare handler under granian; >= 5x unleash-server.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import http.client
 import json
-import multiprocessing
 import os
 import re
 import secrets
@@ -39,15 +42,26 @@ import sys
 import tempfile
 import threading
 import time
+from io import StringIO
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.stats import env_number, median, ratio_spread, spread  # noqa: E402
+
 CONNECTIONS = 8
 N_FLAGS = 50
-SINGLE_FLAG = "flag-07"
-UNLEASH_SERVER_REFERENCE = 650.0
+SINGLE_FLAG = "bench-flag-07"
+TARGET_VS_BASELINE = 0.5
 TARGET_VS_UNLEASH = 5.0
+ENV_KEY = "bench"
+UNLEASH_DIR = ROOT / "var" / "bench" / "unleash-server"
+UNLEASH_VERSION = "6"
+UNLEASH_FRONTEND_TOKEN = "default:development.rollcall-bench-frontend-token"
+UNLEASH_ADMIN_TOKEN = "*:*.rollcall-bench-admin-token"
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,7 +148,29 @@ def full_stack_app(environ: dict[str, Any], start_response: Any) -> Any:
 # Setup
 
 
-def _environment(tmp: Path) -> dict[str, str]:
+def _admin_sql(url: str, sql: str) -> None:
+    import psycopg
+
+    admin = urlunparse(urlparse(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _own_database(base: str, suffix: str) -> str:
+    """A fresh PostgreSQL database next to `base`'s: returns its URL."""
+    parts = urlparse(base)
+    name = f"{parts.path.lstrip('/') or 'rollcall'}_bench_{suffix}"
+    _admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin_sql(base, f'CREATE DATABASE "{name}"')
+    return urlunparse(parts._replace(path=f"/{name}"))
+
+
+def _drop_database(url: str) -> None:
+    name = urlparse(url).path.lstrip("/")
+    _admin_sql(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _environment(tmp: Path, database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -143,18 +179,21 @@ def _environment(tmp: Path) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
+        DATABASE_URL=database_url,
+        CACHE_KEY_PREFIX=f"bench-ofrep-{os.getpid()}",
     )
-    if not env.get("DATABASE_URL"):
+    if not database_url:
         env["SQLITE_PATH"] = str(tmp / "bench.sqlite3")
     return env
 
 
-def _rules(i: int, segment_id: int) -> list[dict[str, Any]]:
+def _strategies(i: int) -> list[dict[str, Any]]:
     plans = {"contextName": "plan", "operator": "IN", "values": ["pro", "enterprise"]}
-    version = {"contextName": "appVersion", "operator": "SEMVER_GTE", "value": "2.0.0"}
+    version = {"contextName": "appVersion", "operator": "SEMVER_GT", "value": "2.0.0"}
     rollout = {
         "name": "flexibleRollout",
         "parameters": {"rollout": str(10 + (i * 7) % 90), "stickiness": "userId"},
+        "constraints": [],
     }
     kind = i % 5
     if kind == 0:
@@ -163,7 +202,7 @@ def _rules(i: int, segment_id: int) -> list[dict[str, Any]]:
         return [{**rollout, "constraints": [plans]}]
     if kind == 2:
         return [
-            {"name": "default", "segments": [segment_id]},
+            {"name": "default", "parameters": {}, "constraints": [], "segments": [1]},
             {**rollout, "constraints": [version]},
         ]
     if kind == 3:
@@ -172,54 +211,59 @@ def _rules(i: int, segment_id: int) -> list[dict[str, Any]]:
             {"name": "b", "weight": 500, "weightType": "variable", "stickiness": "userId"},
         ]
         return [{**rollout, "constraints": [plans, version], "variants": variants}]
-    return [{"name": "userWithId", "parameters": {"userIds": "user-1,user-2,user-3"}}]
+    return [
+        {"name": "userWithId", "parameters": {"userIds": "user-1,user-2,user-3"}, "constraints": []}
+    ]
 
 
-def setup(env_key: str) -> tuple[str, dict[str, Any]]:
-    """Migrate, create the data; returns (raw SDK key, client state). Django in process."""
+def flags_document() -> dict[str, Any]:
+    """The bench's flags in Unleash's client-API format (what Rollcall imports)."""
+    return {
+        "version": 2,
+        "features": [
+            {
+                "name": f"bench-flag-{i:02d}",
+                "type": "release",
+                "enabled": True,
+                "strategies": _strategies(i),
+                "variants": [],
+            }
+            for i in range(N_FLAGS)
+        ],
+        "segments": [
+            {
+                "id": 1,
+                "name": "Bench beta",
+                "constraints": [
+                    {
+                        "contextName": "userId",
+                        "operator": "IN",
+                        "values": [f"user-{i}" for i in range(50)],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def setup(tmp: Path) -> tuple[str, dict[str, Any]]:
+    """Migrate, import the flags; returns (raw SDK key, the state Rollcall serves to SDKs)."""
     import django
     from django.core.management import call_command
 
     django.setup()
+    from django.test import Client
+
     call_command("migrate", verbosity=0, interactive=False)
-    from django.db import transaction
-
-    from flags import services
-    from flags.selectors import environment_client_state
-
-    with transaction.atomic():
-        environment = services.environment_create(key=env_key, name="Bench", actor=None)
-        _, raw = services.sdk_key_create(environment=environment, name="bench", actor=None)
-        segment = services.segment_create(
-            name=f"Bench beta {env_key}",
-            actor=None,
-            constraints=[
-                {
-                    "contextName": "userId",
-                    "operator": "IN",
-                    "values": [f"user-{i}" for i in range(50)],
-                }
-            ],
-        )
-        for i in range(N_FLAGS):
-            flag = services.flag_create(key=f"{env_key}-flag-{i:02d}", name=f"Flag {i}", actor=None)
-            services.flag_state_update(
-                flag=flag,
-                environment=environment,
-                actor=None,
-                enabled=True,
-                rules=_rules(i, segment.id),
-            )
-    environment.refresh_from_db()
-    return raw, environment_client_state(environment)
-
-
-def cleanup(env_key: str) -> None:
-    from flags.models import Environment, Flag, Segment
-
-    Flag.objects.filter(key__startswith=f"{env_key}-flag-").delete()
-    Segment.objects.filter(name=f"Bench beta {env_key}").delete()
-    Environment.objects.filter(key=env_key).delete()
+    document = tmp / "flags.json"
+    document.write_text(json.dumps(flags_document()))
+    call_command("flags_import", str(document), environment=ENV_KEY, create=True, stdout=StringIO())
+    out = StringIO()
+    call_command("sdk_key_create", environment=ENV_KEY, name="bench", stdout=out, stderr=StringIO())
+    raw = out.getvalue().strip().splitlines()[-1].strip()
+    response = Client().get("/api/client/features", HTTP_AUTHORIZATION=raw)
+    assert response.status_code == 200, response.status_code
+    return raw, response.json()
 
 
 def queries_per_evaluation(raw_key: str, flag: str) -> float:
@@ -274,47 +318,96 @@ def _server_command(server: str, app: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _wait_ready(port: int, raw_key: str, flag: str, proc: subprocess.Popen[bytes]) -> None:
-    import http.client
+class Target:
+    """One running server: how to reach it and what one request looks like."""
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+    def __init__(self, label: str, proc: subprocess.Popen[bytes], port: int) -> None:
+        self.label, self.proc, self.port = label, proc, port
+        self.method = "POST"
+        self.headers: dict[str, str] = {}
+        self.paths: dict[str, str] = {}
+        self.body = ""  # a Lua expression of the request body
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+_OFREP_BODY = (
+    '\'{"context":{"targetingKey":"user-\' .. (counter % 997) .. '
+    '\'","plan":"pro","appVersion":"2.1.0"}}\''
+)
+_UNLEASH_BODY = (
+    '\'{"userId":"user-\' .. (counter % 997) .. '
+    '\'","properties":{"plan":"pro","appVersion":"2.1.0"}}\''
+)
+
+
+def _request_once(target: Target, path: str) -> int:
+    body = _OFREP_BODY if target.body == "ofrep" else _UNLEASH_BODY
+    payload = body.replace("' .. (counter % 997) .. '", "7").strip("'").replace("\\", "")
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=10)
+    try:
+        conn.request(target.method, path, body=payload, headers=target.headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def _wait_ready(target: Target, timeout: float = 60) -> None:
+    path = next(iter(target.paths.values()))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if target.proc.poll() is not None:
+            raise RuntimeError(f"{target.label} exited with {target.proc.returncode}")
+        try:
             for _ in range(20):  # reach every worker, warm its snapshot
-                conn.request(
-                    "POST",
-                    f"/ofrep/v1/evaluate/flags/{flag}",
-                    body=json.dumps({"context": {"targetingKey": "warm"}}),
-                    headers={
-                        "Authorization": f"Bearer {raw_key}",
-                        "Content-Type": "application/json",
-                    },
-                )
-                response = conn.getresponse()
-                response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"warm-up answered {response.status}")
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                status = _request_once(target, path)
+                if status != 200:
+                    raise RuntimeError(f"{target.label}: warm-up answered {status}")
             return
-        except (ConnectionError, OSError):
-            time.sleep(0.2)
-    raise RuntimeError("server did not start in 30 s")
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{target.label} did not start in {timeout:.0f} s")
+
+
+def start_python_server(
+    server: str, label: str, app: str, env: dict[str, str], raw_key: str, tmp: Path
+) -> Target:
+    port = _free_port()
+    proc = subprocess.Popen(
+        _server_command(server, app, port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=(tmp / f"{server}-{label}.log").open("wb"), start_new_session=True,
+    )  # fmt: skip
+    target = Target(f"{server} {label}", proc, port)
+    target.headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
+    target.paths = {
+        "single": f"/ofrep/v1/evaluate/flags/{SINGLE_FLAG}",
+        "bulk": "/ofrep/v1/evaluate/flags",
+    }
+    target.body = "ofrep"
+    try:
+        _wait_ready(target)
+    except Exception:
+        target.stop()
+        raise
+    return target
 
 
 _LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %(key)s"
+wrk.method = "%(method)s"
+%(headers)s
 local counter = 0
 request = function()
   counter = counter + 1
-  local body = '{"context":{"targetingKey":"user-' .. (counter %% 997) ..
-               '","plan":"pro","appVersion":"2.1.0"}}'
-  return wrk.format(nil, "%(path)s", nil, body)
+  return wrk.format(nil, "%(path)s", nil, %(body)s)
 end
 """
 
@@ -327,182 +420,313 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def _load_wrk(port: int, path: str, raw_key: str, duration: float, tmp: Path) -> dict[str, float]:
-    script = tmp / "ofrep.lua"
-    script.write_text(_LUA % {"key": raw_key, "path": path})
+def load(target: Target, endpoint: str, seconds: float, tmp: Path) -> dict[str, float]:
+    path = target.paths[endpoint]
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in target.headers.items())
+    body = _OFREP_BODY if target.body == "ofrep" else _UNLEASH_BODY
+    script = tmp / "load.lua"
+    script.write_text(_LUA % {"method": target.method, "headers": headers, "path": path,
+                              "body": body})  # fmt: skip
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "--latency", "-s", str(script),
-         f"http://127.0.0.1:{port}{path}"],
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency",
+         "-s", str(script), f"http://127.0.0.1:{target.port}{path}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     if "Latency Distribution" not in out:
         raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50": _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
         "p99": _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
         "errors": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 1.0 if socket_errors else 0.0,
     }
 
 
-def _client_loop(args: tuple[int, str, str, float, int]) -> tuple[int, int, list[float]]:
-    import http.client
-
-    port, path, raw_key, duration, seed = args
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
-    latencies: list[float] = []
-    errors = 0
-    i = seed
-    end = time.perf_counter() + duration
-    while time.perf_counter() < end:
-        i += 1
-        body = json.dumps(
-            {"context": {"targetingKey": f"user-{i % 997}", "plan": "pro", "appVersion": "2.1.0"}}
-        )
-        start = time.perf_counter()
-        conn.request("POST", path, body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        latencies.append((time.perf_counter() - start) * 1000)
-        errors += response.status != 200
-    conn.close()
-    return len(latencies), errors, latencies
+# --------------------------------------------------------------------------------------------
+# unleash-server (npm), side by side when it can be installed and started
 
 
-def _load_python(port: int, path: str, raw_key: str, duration: float) -> dict[str, float]:
-    with multiprocessing.get_context("spawn").Pool(CONNECTIONS) as pool:
-        started = time.perf_counter()
-        results = pool.map(
-            _client_loop, [(port, path, raw_key, duration, n * 1000) for n in range(CONNECTIONS)]
-        )
-        elapsed = time.perf_counter() - started
-    latencies = sorted(x for _, _, lat in results for x in lat)
-    count = sum(n for n, _, _ in results)
-    return {
-        "rps": count / max(elapsed, duration),
-        "p50": latencies[len(latencies) // 2],
-        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-        "errors": float(sum(e for _, e, _ in results)),
-    }
+def _unleash_install() -> Path:
+    entry = UNLEASH_DIR / "node_modules" / "unleash-server"
+    if entry.exists():
+        return entry
+    if not shutil.which("npm") or not shutil.which("node"):
+        raise RuntimeError("node/npm not found")
+    UNLEASH_DIR.mkdir(parents=True, exist_ok=True)
+    # Its own package.json: without one, npm would install into the repository's node_modules.
+    package = UNLEASH_DIR / "package.json"
+    if not package.exists():
+        package.write_text('{"name": "rollcall-bench-unleash", "private": true}\n')
+    result = subprocess.run(
+        ["npm", "install", "--prefix", str(UNLEASH_DIR), "--no-audit", "--no-fund",
+         "--loglevel=error", f"unleash-server@{UNLEASH_VERSION}"],
+        cwd=UNLEASH_DIR, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    if result.returncode or not entry.exists():
+        last = (result.stderr.strip().splitlines() or ["npm install failed"])[-1]
+        raise RuntimeError(f"npm install unleash-server@{UNLEASH_VERSION} failed: {last[:200]}")
+    return entry
 
 
-def run_target(
-    server: str, app: str, env: dict[str, str], raw_key: str, flag: str, duration: float, tmp: Path
-) -> dict[str, dict[str, float]]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        _server_command(server, app, port),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / f"{server}-{app.replace(':', '_')}.log").open("wb"),
-        start_new_session=True,
-    )
+_UNLEASH_MAIN = """
+const unleash = require('unleash-server');
+unleash.start({
+  db: { connectionString: process.env.BENCH_UNLEASH_DB, ssl: false, pool: { min: 0, max: 8 } },
+  server: { port: Number(process.env.BENCH_UNLEASH_PORT) },
+  authentication: {
+    initApiTokens: [
+      { type: 'admin', tokenName: 'bench-admin', secret: process.env.BENCH_UNLEASH_ADMIN,
+        project: '*', environment: '*' },
+      { type: 'frontend', tokenName: 'bench-frontend', secret: process.env.BENCH_UNLEASH_FRONTEND,
+        project: 'default', environment: 'development' },
+    ],
+  },
+  logLevel: 'error',
+  getLogger: undefined,
+}).catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+def _unleash_api(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        _wait_ready(port, raw_key, flag, proc)
-        results = {}
-        for name, path in (
-            ("single", f"/ofrep/v1/evaluate/flags/{flag}"),
-            ("bulk", "/ofrep/v1/evaluate/flags"),
-        ):
-            if shutil.which("wrk"):
-                results[name] = _load_wrk(port, path, raw_key, duration, tmp)
-            else:
-                results[name] = _load_python(port, path, raw_key, duration)
-        return results
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        headers = {"Authorization": UNLEASH_ADMIN_TOKEN, "Content-Type": "application/json"}
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        data = response.read()
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            return response.status, json.loads(data) if data else None
+        except ValueError:
+            return response.status, data.decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def _unleash_load_flags(port: int) -> None:
+    """The bench's flags in unleash-server's development environment, via its admin API."""
+    doc = flags_document()
+    builtin = {"userId", "sessionId", "remoteAddress", "appName", "environment", "currentTime"}
+    fields = {
+        c["contextName"]
+        for f in doc["features"]
+        for s in f["strategies"]
+        for c in s.get("constraints") or []
+    } - builtin
+    for name in sorted(fields):  # custom context fields must exist before constraints use them
+        status, data = _unleash_api(port, "POST", "/api/admin/context", {"name": name})
+        if status >= 300 and status != 409:
+            raise RuntimeError(f"creating context field {name} answered {status}: {data}")
+    segment_ids: dict[int, int] = {}
+    for segment in doc["segments"]:
+        status, data = _unleash_api(
+            port, "POST", "/api/admin/segments",
+            {"name": segment["name"], "constraints": segment["constraints"]},
+        )  # fmt: skip
+        if status >= 300:
+            raise RuntimeError(f"creating a segment answered {status}: {str(data)[:200]}")
+        segment_ids[segment["id"]] = data["id"]
+    base = "/api/admin/projects/default/features"
+    for feature in doc["features"]:
+        name = feature["name"]
+        status, data = _unleash_api(port, "POST", base, {"name": name, "type": "release"})
+        if status >= 300:
+            raise RuntimeError(f"creating {name} answered {status}: {str(data)[:200]}")
+        for strategy in feature["strategies"]:
+            body = {
+                "name": strategy["name"],
+                "parameters": strategy.get("parameters") or {},
+                "constraints": strategy.get("constraints") or [],
+                "segments": [segment_ids[s] for s in strategy.get("segments") or []],
+                "variants": strategy.get("variants") or [],
+            }
+            status, data = _unleash_api(
+                port, "POST", f"{base}/{name}/environments/development/strategies", body
+            )
+            if status >= 300:
+                raise RuntimeError(f"a strategy of {name} answered {status}: {str(data)[:200]}")
+        status, data = _unleash_api(port, "POST", f"{base}/{name}/environments/development/on")
+        if status >= 300:
+            raise RuntimeError(f"enabling {name} answered {status}: {str(data)[:200]}")
+
+
+def start_unleash(base_url: str, tmp: Path) -> tuple[Target, str, str]:
+    """(target, its database URL, version) or RuntimeError with the reason."""
+    if not base_url.startswith(("postgres://", "postgresql://")):
+        raise RuntimeError("it needs PostgreSQL: set DATABASE_URL")
+    entry = _unleash_install()
+    version = json.loads((entry / "package.json").read_text())["version"]
+    if not version.startswith(f"{UNLEASH_VERSION}."):
+        raise RuntimeError(f"installed unleash-server is {version}, not {UNLEASH_VERSION}.x")
+    db_url = _own_database(base_url, "unleash")
+    main = UNLEASH_DIR / "bench-main.js"
+    main.write_text(_UNLEASH_MAIN)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "BENCH_UNLEASH_DB": db_url,
+        "BENCH_UNLEASH_PORT": str(port),
+        "BENCH_UNLEASH_ADMIN": UNLEASH_ADMIN_TOKEN,
+        "BENCH_UNLEASH_FRONTEND": UNLEASH_FRONTEND_TOKEN,
+        "NODE_ENV": "production",
+    }
+    proc = subprocess.Popen(
+        ["node", str(main)], cwd=UNLEASH_DIR, env=env, stdout=subprocess.DEVNULL,
+        stderr=(tmp / "unleash.log").open("wb"), start_new_session=True,
+    )  # fmt: skip
+    target = Target(f"unleash-server {version}", proc, port)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                tail = (tmp / "unleash.log").read_text(errors="replace").strip()[-200:]
+                raise RuntimeError(f"unleash-server exited ({proc.returncode}): {tail}")
+            try:
+                if _unleash_api(port, "GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("unleash-server did not answer /health in 180 s")
+            time.sleep(1)
+        _unleash_load_flags(port)
+        # The frontend API evaluates every enabled flag of the token's environment for the
+        # posted context (unleash-server's evaluating endpoint): the bulk equivalent.
+        target.headers = {
+            "Authorization": UNLEASH_FRONTEND_TOKEN,
+            "Content-Type": "application/json",
+        }
+        target.paths = {"bulk": "/api/frontend"}
+        target.body = "unleash"
+        _wait_ready(target, timeout=60)
+        return target, db_url, version
+    except Exception:
+        target.stop()
+        _drop_database(db_url)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
-    args = parser.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="rollcall-bench-"))
-    env = _environment(tmp)
+    samples = int(env_number("BENCH_OFREP_SAMPLES", 5, 2))
+    seconds = env_number("BENCH_OFREP_SECONDS", 5, 2)
+    if not shutil.which("wrk"):
+        print("ofrep_http: not measured (wrk is not installed: apt-get install wrk)")
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="rollcall-bench-ofrep-"))
+    base_url = os.environ.get("DATABASE_URL", "")
+    on_postgres = base_url.startswith(("postgres://", "postgresql://"))
+    db_url = _own_database(base_url, "ofrep") if on_postgres else ""
+    env = _environment(tmp, db_url)
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    env_key = f"bench-{os.getpid()}"
     started = time.monotonic()
-    raw_key, state = setup(env_key)
-    flag = f"{env_key}-{SINGLE_FLAG}"
-    state_path = tmp / "state.json"
-    state_path.write_text(json.dumps(state))
-    env.update(
-        ROLLCALL_BENCH_STATE=str(state_path),
-        ROLLCALL_BENCH_KEY_HASH=hashlib.sha256(raw_key.encode()).hexdigest(),
-    )
-    queries = queries_per_evaluation(raw_key, flag)
-    driver = "wrk (2 threads)" if shutil.which("wrk") else "8 Python client processes"
-    print(f"OFREP over HTTP: {N_FLAGS} flags, {CONNECTIONS} keep-alive connections, {driver}, "
-          f"{args.duration:g} s per measurement, {os.cpu_count()} cores")  # fmt: skip
-    print(f"SQL queries per evaluation once warm: {queries:g} (must be 0)")
-
-    servers = ["gunicorn"]
+    targets: dict[tuple[str, str], Target] = {}
+    unleash_db = ""
     try:
-        import granian  # noqa: F401
+        raw_key, state = setup(tmp)
+        state_path = tmp / "state.json"
+        state_path.write_text(json.dumps(state))
+        env.update(
+            ROLLCALL_BENCH_STATE=str(state_path),
+            ROLLCALL_BENCH_KEY_HASH=hashlib.sha256(raw_key.encode()).hexdigest(),
+        )
+        queries = queries_per_evaluation(raw_key, SINGLE_FLAG)
+        from django.db import connections
 
-        servers.append("granian")
-    except ImportError:
-        print("granian is not installed: measuring gunicorn only.")
-    apps = {
-        "Rollcall": "config.wsgi:application",
-        "full-mw": "bench.ofrep_http:full_stack_app",
-        "baseline": "bench.ofrep_http:baseline_app",
-    }
-    rows: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
-    try:
+        connections.close_all()
+        servers = ["gunicorn"]
+        try:
+            import granian  # noqa: F401
+
+            servers.append("granian")
+        except ImportError:
+            print("granian is not installed: measuring gunicorn only.")
+        apps = {"Rollcall": "config.wsgi:application", "baseline": "bench.ofrep_http:baseline_app"}
         for server in servers:
             for label, app in apps.items():
-                rows[(server, label)] = run_target(
-                    server, app, env, raw_key, flag, args.duration, tmp
+                targets[(server, label)] = start_python_server(
+                    server, label, app, env, raw_key, tmp
                 )
+        unleash_note = ""
+        try:
+            unleash, unleash_db, version = start_unleash(base_url, tmp)
+            targets[("node", "unleash-server")] = unleash
+            unleash_note = f"unleash-server {version} (npm, its own PostgreSQL database)"
+        except Exception as exc:
+            unleash_note = f"unleash-server: not measured ({str(exc).splitlines()[0][:300]})"
+        print(
+            f"OFREP over HTTP: {N_FLAGS} flags, wrk {CONNECTIONS} connections, {samples} "
+            f"interleaved samples x {seconds:g} s per cell, {os.cpu_count()} cores, "
+            f"{'PostgreSQL' if on_postgres else 'SQLite'}; load average at start "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        print(f"SQL queries per evaluation once warm: {queries:g} (must be 0)")
+        print(unleash_note, flush=True)
+        cells = [(key, endpoint) for key, target in targets.items() for endpoint in target.paths]
+        results: dict[tuple[tuple[str, str], str], list[dict[str, float]]] = {c: [] for c in cells}
+        for r in range(samples):
+            order = cells[r % len(cells) :] + cells[: r % len(cells)]
+            for key, endpoint in order:
+                results[(key, endpoint)].append(load(targets[key], endpoint, seconds, tmp))
+        report(results, servers, queries)
+        failed = queries != 0 or any(s["errors"] for rs in results.values() for s in rs)
+        print(f"Total bench time: {time.monotonic() - started:.0f} s; load average now "
+              f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+        if failed:
+            print("FAILED: queries per evaluation must be 0 and every request must succeed.")
+        return 1 if failed else 0
     finally:
-        cleanup(env_key)
+        for target in targets.values():
+            target.stop()
+        from django.db import connections
+
+        connections.close_all()
+        if unleash_db:
+            _drop_database(unleash_db)
+        if db_url:
+            _drop_database(db_url)
         shutil.rmtree(tmp, ignore_errors=True)
-    report(rows, servers)
-    print(f"Total bench time: {time.monotonic() - started:.0f} s")
-    failed = queries != 0 or any(r["errors"] for res in rows.values() for r in res.values())
-    if failed:
-        print("FAILED: queries per evaluation must be 0 and every request must succeed.")
-    return 1 if failed else 0
 
 
-def report(rows: dict[tuple[str, str], dict[str, dict[str, float]]], servers: list[str]) -> None:
-    print("\nRollcall = config.wsgi (OFREP skips the middleware); full-mw = the same views through")
-    print("Django's whole middleware stack; baseline = bare WSGI, same JSON + engine work.\n")
-    header = ("server", "app", "endpoint", "req/s", "p50 ms", "p99 ms", "errors")
-    print("{:9} {:9} {:8} {:>8} {:>8} {:>8} {:>7}".format(*header))
-    for (server, label), results in rows.items():
-        for endpoint, r in results.items():
-            print(
-                f"{server:9} {label:9} {endpoint:8} {r['rps']:8.0f} {r['p50']:8.2f} "
-                f"{r['p99']:8.2f} {r['errors']:7.0f}"
-            )
-    print("\nRatios to the baseline (throughput; p99 latency):")
+def report(
+    results: dict[tuple[tuple[str, str], str], list[dict[str, float]]],
+    servers: list[str],
+    queries: float,
+) -> None:
+    print("\nRollcall = config.wsgi as deployed; baseline = bare WSGI, same JSON + engine work.")
+    print(f"\n{'server':9} {'app':15} {'endpoint':8} {'req/s median (min-max)':>30} "
+          f"{'p99 ms median (min-max)':>28} {'errors':>6}")  # fmt: skip
+    for ((server, label), endpoint), rs in results.items():
+        print(
+            f"{server:9} {label:15} {endpoint:8} {spread([s['rps'] for s in rs]):>30} "
+            f"{spread([s['p99'] for s in rs], '{:.2f}'):>28} {sum(s['errors'] for s in rs):6.0f}"
+        )
+    print("\nRollcall / baseline, median (min-max) of per-round ratios:")
     for server in servers:
         for endpoint in ("single", "bulk"):
-            base = rows[(server, "baseline")][endpoint]
-            for label in ("Rollcall", "full-mw"):
-                ours = rows[(server, label)][endpoint]
-                print(
-                    f"  {server:9} {endpoint:7} {label:9} {ours['rps'] / base['rps']:.2f}x req/s, "
-                    f"p99 {ours['p99'] / base['p99']:.2f}x"
-                )
-    best = max(rows[(s, "Rollcall")]["single"]["rps"] for s in servers)
-    print(
-        f"Rollcall single-flag best: {best:.0f} req/s = {best / UNLEASH_SERVER_REFERENCE:.1f}x "
-        f"the ~{UNLEASH_SERVER_REFERENCE:.0f} req/s reference of unleash-server "
-        f"(target {TARGET_VS_UNLEASH:g}x)"
-    )
+            ours = results[((server, "Rollcall"), endpoint)]
+            base = results[((server, "baseline"), endpoint)]
+            rps = [a["rps"] / b["rps"] for a, b in zip(ours, base, strict=True)]
+            p99 = [a["p99"] / b["p99"] for a, b in zip(ours, base, strict=True)]
+            target = ""
+            if server == "granian":
+                met = median(rps) >= TARGET_VS_BASELINE
+                target = f"  (target >= {TARGET_VS_BASELINE:g}x: {'met' if met else 'MISSED'})"
+            print(f"  {server:9} {endpoint:7} req/s {ratio_spread(rps):>22}, "
+                  f"p99 {ratio_spread(p99):>22}{target}")  # fmt: skip
+    unleash = results.get((("node", "unleash-server"), "bulk"))
+    if unleash:
+        print("\nRollcall bulk / unleash-server frontend API (all flags for one context), "
+              "per-round ratios:")  # fmt: skip
+        for server in servers:
+            ours = results[((server, "Rollcall"), "bulk")]
+            rps = [a["rps"] / b["rps"] for a, b in zip(ours, unleash, strict=True)]
+            met = median(rps) >= TARGET_VS_UNLEASH
+            print(f"  {server:9} req/s {ratio_spread(rps):>22}  "
+                  f"(target >= {TARGET_VS_UNLEASH:g}x: {'met' if met else 'MISSED'})")  # fmt: skip
 
 
 if __name__ == "__main__":

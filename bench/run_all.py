@@ -1,29 +1,50 @@
-"""Run every benchmark in bench/ in turn (`make bench`). Each prints its own ratios."""
+"""Run every benchmark in turn (`make bench`); each prints medians, ranges and ratios.
+
+``BENCH_QUICK=1 make bench`` (or ``BENCH_QUICK=1 .venv/bin/python bench/run_all.py``) runs
+every bench with fewer, shorter samples. The scheduler and notices benches need PostgreSQL and
+Redis (DATABASE_URL, REDIS_URL) and say "not measured" without them; ofrep_http measures
+unleash-server only with PostgreSQL (its own database) and node/npm. Extra arguments name the
+benches to run, e.g. ``bench/run_all.py engine pages``.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+BENCHES = ("engine", "ofrep_http", "pages", "scheduler", "notices")
 
 
-def main() -> int:
-    scripts = sorted(p for p in HERE.glob("*.py") if p.name not in {"run_all.py", "__init__.py"})
-    if not scripts:
-        print("No benchmarks found in bench/.")
-        return 1
+def main(argv: list[str]) -> int:
+    chosen = argv or list(BENCHES)
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        print(f"Unknown bench(es): {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
+        return 2
+    quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    print(
+        f"Rollcall benches ({'quick' if quick else 'full'} mode), {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}: {', '.join(chosen)}",
+        flush=True,
+    )
     failed = []
-    for script in scripts:
-        print(f"\n=== {script.name} ===", flush=True)
-        result = subprocess.run([sys.executable, str(script)], cwd=HERE.parent, check=False)
+    for name in chosen:
+        print(f"\n=== {name} ===", flush=True)
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, str(HERE / f"{name}.py")], cwd=HERE.parent, check=False
+        )
+        print(f"({name}: {time.monotonic() - started:.0f} s)", flush=True)
         if result.returncode:
-            failed.append(script.name)
+            failed.append(name)
     if failed:
         print(f"\nFailed: {', '.join(failed)}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

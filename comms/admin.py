@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
 from comms import services
@@ -18,6 +17,7 @@ from comms.models import (
     PlanRule,
 )
 from core.exceptions import ApplicationError
+from core.http import AuthenticatedHttpRequest
 
 
 class ChannelInline(admin.TabularInline):
@@ -82,7 +82,7 @@ class NoticeAdmin(SimpleHistoryAdmin):
     actions = ["retry_failed", "cancel"]
 
     @admin.action(description="Retry failed deliveries")
-    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Notice]) -> None:
+    def retry_failed(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Notice]) -> None:
         count = 0
         for notice in queryset:
             try:
@@ -92,7 +92,7 @@ class NoticeAdmin(SimpleHistoryAdmin):
         self.message_user(request, f"Retrying {count} deliveries.")
 
     @admin.action(description="Cancel (drafts and scheduled only)")
-    def cancel(self, request: HttpRequest, queryset: QuerySet[Notice]) -> None:
+    def cancel(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Notice]) -> None:
         for notice in queryset:
             try:
                 services.notice_cancel(notice=notice, actor=request.user, reason="admin")

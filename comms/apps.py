@@ -49,11 +49,12 @@ class CommsConfig(AppConfig):
     verbose_name = "Communication"
 
     def ready(self) -> None:
-        from comms.support_views import register as register_support_panels
+        # Register the tasks in every process (web too): services enqueue them by name, and
+        # Celery applies a registered task's own options to what it sends.
+        import comms.tasks  # noqa: F401
         from core.dashboard import register_panel, register_section
         from rollouts.services import events_committed
 
         register_panel(notices_panel)
         register_section("rollout_detail", rollout_notices_section)
-        register_support_panels()
         events_committed.connect(on_events_committed, dispatch_uid="comms.events_committed")

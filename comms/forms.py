@@ -72,7 +72,8 @@ class ComposeForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("when") == "schedule" and not data.get("send_at"):
             self.add_error("send_at", "Choose when to send it.")
         audience = data.get("audience")

@@ -385,7 +385,7 @@ class Notice(BaseModel):
         parts = [NoticeEvent(self.event).label]
         if self.release_id:
             parts.append(str(self.release))
-        if self.phase_id:
+        if self.phase is not None:
             parts.append(self.phase.name)
         return " · ".join(parts)
 

@@ -101,7 +101,8 @@ def rollout_url(rollout: Rollout) -> str:
         path = reverse("rollouts:detail", args=[rollout.key])
     except NoReverseMatch:
         path = f"/rollouts/{rollout.key}/"
-    return settings.SITE_URL.rstrip("/") + path
+    site_url: str = settings.SITE_URL
+    return site_url.rstrip("/") + path
 
 
 def lead_send_at(rollout: Rollout, times: PhaseTimes, lead: timedelta | None) -> datetime | None:

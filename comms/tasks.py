@@ -6,9 +6,7 @@ exponential backoff (2 s, 4 s, 8 s ... capped at 5 min, with jitter), 7 attempts
 
 from __future__ import annotations
 
-import contextlib
-
-from celery import shared_task
+from celery import Task, shared_task
 
 from comms import services
 from comms.channels import TransientDeliveryError
@@ -29,9 +27,9 @@ DELIVERY_MAX_RETRIES = services.DEFAULT_MAX_ATTEMPTS - 1
     soft_time_limit=45,
     time_limit=60,
 )
-def send_delivery(self, delivery_id: int) -> str:  # type: ignore[no-untyped-def]
+def send_delivery(self: Task, delivery_id: int) -> str:
     """Send one delivery (state-checked under a row lock: a duplicate message is a no-op)."""
-    return services.delivery_send(delivery_id=delivery_id, max_attempts=self.max_retries + 1)
+    return services.delivery_send(delivery_id=delivery_id, max_attempts=(self.max_retries or 0) + 1)
 
 
 @shared_task(name="comms.dispatch_events", ignore_result=True, acks_late=True)
@@ -60,9 +58,3 @@ def sweep_notices() -> dict[str, int]:
 @shared_task(name="comms.dispatch_notice", ignore_result=True, acks_late=True)
 def dispatch_notice(notice_id: int) -> bool:
     return services.notice_dispatch(notice_id=notice_id)
-
-
-# Celery's autodiscovery imports `<app>.tasks` only: register the support engineer's tasks
-# (doc-link checks) that live in comms/support_tasks.py too.
-with contextlib.suppress(ImportError):
-    from comms import support_tasks  # noqa: F401

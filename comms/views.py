@@ -6,12 +6,11 @@ import json
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.middleware import HtmxDetails
 
 from comms import channels as senders
 from comms import selectors, services, templating
@@ -25,15 +24,11 @@ from comms.forms import (
 )
 from comms.models import Audience, Channel, Delivery, Notice, NoticeTemplate, PlanRule
 from core.exceptions import ApplicationError
-from core.http import done, render_page
+from core.http import AuthenticatedHttpRequest, done, render_page
 from core.roles import require
 from rollouts.models import Rollout
 
 ADMIN_WHAT = "manage audiences and channels"
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def _form_error(form: Any, exc: ApplicationError) -> None:
@@ -59,7 +54,7 @@ def _fail(request: HttpRequest, exc: ApplicationError, redirect_to: str) -> Http
 
 @require("comms.view_notice", "see notices")
 @require_GET
-def notices(request: HtmxHttpRequest) -> HttpResponse:
+def notices(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = NoticeFilterForm(request.GET or None)
     filters: dict[str, Any] = {}
     if form.is_valid():
@@ -82,7 +77,7 @@ def notices(request: HtmxHttpRequest) -> HttpResponse:
 
 @require("comms.view_notice", "see notices")
 @require_GET
-def notice_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def notice_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     try:
         notice = selectors.notice_detail(notice_id=pk)
     except Notice.DoesNotExist as exc:
@@ -161,7 +156,7 @@ def _preview(form: ComposeForm, *, now: Any) -> dict[str, Any]:
 
 
 def _compose_response(
-    request: HtmxHttpRequest, form: ComposeForm, notice: Notice | None, preview: Any = None
+    request: AuthenticatedHttpRequest, form: ComposeForm, notice: Notice | None, preview: Any = None
 ) -> HttpResponse:
     context = {
         "form": form,
@@ -173,7 +168,9 @@ def _compose_response(
     return render_page(request, "comms/compose.html", context, status=400 if form.errors else 200)
 
 
-def _save_composed(request: HtmxHttpRequest, form: ComposeForm, notice: Notice | None) -> Notice:
+def _save_composed(
+    request: AuthenticatedHttpRequest, form: ComposeForm, notice: Notice | None
+) -> Notice:
     data = form.cleaned_data
     when = data["when"]
     now = timezone.now()
@@ -203,7 +200,7 @@ def _save_composed(request: HtmxHttpRequest, form: ComposeForm, notice: Notice |
     return notice
 
 
-def _compose(request: HtmxHttpRequest, notice: Notice | None) -> HttpResponse:
+def _compose(request: AuthenticatedHttpRequest, notice: Notice | None) -> HttpResponse:
     if request.method == "POST":
         form = ComposeForm(request.POST)
         if not form.is_valid():
@@ -242,12 +239,12 @@ def _compose(request: HtmxHttpRequest, notice: Notice | None) -> HttpResponse:
 
 
 @require("comms.add_notice", "write notices")
-def compose(request: HtmxHttpRequest) -> HttpResponse:
+def compose(request: AuthenticatedHttpRequest) -> HttpResponse:
     return _compose(request, None)
 
 
 @require("comms.change_notice", "edit notices")
-def notice_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def notice_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     notice = get_object_or_404(Notice.objects.select_related("audience"), pk=pk)
     if not notice.is_editable:
         messages.error(request, "Only drafts and scheduled notices can be edited.")
@@ -257,7 +254,7 @@ def notice_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require("comms.add_notice", "write notices")
 @require_POST
-def compose_preview(request: HtmxHttpRequest) -> HttpResponse:
+def compose_preview(request: AuthenticatedHttpRequest) -> HttpResponse:
     """htmx: the per-channel preview of the composer's current text."""
     form = ComposeForm(request.POST)
     form.is_valid()  # partial input still previews; errors show in the form on submit
@@ -267,7 +264,7 @@ def compose_preview(request: HtmxHttpRequest) -> HttpResponse:
     )
 
 
-def _notice_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
+def _notice_action(request: AuthenticatedHttpRequest, pk: int, action: str) -> HttpResponse:
     notice = get_object_or_404(Notice, pk=pk)
     back = reverse("comms:notice", args=[pk])
     try:
@@ -289,25 +286,25 @@ def _notice_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespon
 
 @require("comms.change_notice", "send notices")
 @require_POST
-def notice_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def notice_send(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _notice_action(request, pk, "send")
 
 
 @require("comms.change_notice", "cancel notices")
 @require_POST
-def notice_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def notice_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _notice_action(request, pk, "cancel")
 
 
 @require("comms.change_notice", "retry notices")
 @require_POST
-def notice_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def notice_retry(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _notice_action(request, pk, "retry")
 
 
 @require("comms.change_notice", "retry deliveries")
 @require_POST
-def delivery_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def delivery_retry(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     delivery = get_object_or_404(Delivery.objects.select_related("notice"), pk=pk)
     back = request.POST.get("next") or reverse("comms:notice", args=[delivery.notice_id])
     if not back.startswith("/") or back.startswith("//"):
@@ -327,7 +324,7 @@ def delivery_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require("comms.view_noticetemplate", "see notice templates")
 @require_GET
-def templates(request: HtmxHttpRequest) -> HttpResponse:
+def templates(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render_page(
         request,
         "comms/templates.html",
@@ -345,7 +342,9 @@ def _template_preview(subject: str, body: str) -> dict[str, Any]:
     return {"subject": rendered.subject, "html": rendered.html, "text": rendered.text}
 
 
-def _template_form(request: HtmxHttpRequest, template: NoticeTemplate | None) -> HttpResponse:
+def _template_form(
+    request: AuthenticatedHttpRequest, template: NoticeTemplate | None
+) -> HttpResponse:
     if request.method == "POST":
         form = TemplateForm(request.POST)
         if form.is_valid():
@@ -387,18 +386,18 @@ def _template_form(request: HtmxHttpRequest, template: NoticeTemplate | None) ->
 
 
 @require("comms.add_noticetemplate", "write notice templates")
-def template_create(request: HtmxHttpRequest) -> HttpResponse:
+def template_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     return _template_form(request, None)
 
 
 @require("comms.change_noticetemplate", "edit notice templates")
-def template_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def template_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _template_form(request, get_object_or_404(NoticeTemplate, pk=pk))
 
 
 @require("comms.view_noticetemplate", "see notice templates")
 @require_POST
-def template_preview(request: HtmxHttpRequest) -> HttpResponse:
+def template_preview(request: AuthenticatedHttpRequest) -> HttpResponse:
     preview = _template_preview(request.POST.get("subject", ""), request.POST.get("body", ""))
     return render_page(
         request, "comms/template_form.html", {"preview": preview}, partial="template-preview"
@@ -407,7 +406,7 @@ def template_preview(request: HtmxHttpRequest) -> HttpResponse:
 
 @require("comms.delete_noticetemplate", "delete notice templates")
 @require_POST
-def template_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def template_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     template = get_object_or_404(NoticeTemplate, pk=pk)
     services.template_delete(template=template, actor=request.user)
     return done(
@@ -424,13 +423,13 @@ def template_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require("comms.view_audience", "see audiences")
 @require_GET
-def audiences(request: HtmxHttpRequest) -> HttpResponse:
+def audiences(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render_page(request, "comms/audiences.html", {"audiences": selectors.audience_list()})
 
 
 @require("comms.view_audience", "see audiences")
 @require_GET
-def audience_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def audience_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     try:
         audience = selectors.audience_detail(audience_id=pk)
     except Audience.DoesNotExist as exc:
@@ -445,7 +444,7 @@ def audience_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render_page(request, "comms/audience_detail.html", context)
 
 
-def _audience_form(request: HtmxHttpRequest, audience: Audience | None) -> HttpResponse:
+def _audience_form(request: AuthenticatedHttpRequest, audience: Audience | None) -> HttpResponse:
     if request.method == "POST":
         form = AudienceForm(request.POST)
         if form.is_valid():
@@ -485,18 +484,18 @@ def _audience_form(request: HtmxHttpRequest, audience: Audience | None) -> HttpR
 
 
 @require("comms.add_channel", ADMIN_WHAT)
-def audience_create(request: HtmxHttpRequest) -> HttpResponse:
+def audience_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     return _audience_form(request, None)
 
 
 @require("comms.change_channel", ADMIN_WHAT)
-def audience_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def audience_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _audience_form(request, get_object_or_404(Audience, pk=pk))
 
 
 @require("comms.delete_channel", ADMIN_WHAT)
 @require_POST
-def audience_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def audience_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     audience = get_object_or_404(Audience, pk=pk)
     try:
         services.audience_delete(audience=audience, actor=request.user)
@@ -509,10 +508,15 @@ def audience_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 def _channel_form(
-    request: HtmxHttpRequest, audience: Audience, channel: Channel | None
+    request: AuthenticatedHttpRequest, audience: Audience, channel: Channel | None
 ) -> HttpResponse:
     if request.method == "POST":
-        form = ChannelForm(request.POST)
+        posted: QueryDict = request.POST
+        if channel is not None and "kind" not in posted:
+            # The kind of a saved channel never changes: its select is disabled when editing.
+            posted = posted.copy()
+            posted["kind"] = channel.kind
+        form = ChannelForm(posted)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -552,22 +556,19 @@ def _channel_form(
 
 
 @require("comms.add_channel", ADMIN_WHAT)
-def channel_create(request: HtmxHttpRequest, audience_pk: int) -> HttpResponse:
+def channel_create(request: AuthenticatedHttpRequest, audience_pk: int) -> HttpResponse:
     return _channel_form(request, get_object_or_404(Audience, pk=audience_pk), None)
 
 
 @require("comms.change_channel", ADMIN_WHAT)
-def channel_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def channel_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     channel = get_object_or_404(Channel.objects.select_related("audience"), pk=pk)
-    if request.method == "POST" and "kind" not in request.POST:
-        request.POST = request.POST.copy()
-        request.POST["kind"] = channel.kind
     return _channel_form(request, channel.audience, channel)
 
 
 @require("comms.change_channel", ADMIN_WHAT)
 @require_POST
-def channel_rotate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def channel_rotate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     channel = get_object_or_404(Channel, pk=pk)
     back = reverse("comms:audience", args=[channel.audience_id])
     try:
@@ -581,7 +582,7 @@ def channel_rotate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require("comms.delete_channel", ADMIN_WHAT)
 @require_POST
-def channel_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def channel_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     channel = get_object_or_404(Channel, pk=pk)
     back = reverse("comms:audience", args=[channel.audience_id])
     services.channel_delete(channel=channel, actor=request.user)
@@ -593,7 +594,7 @@ def channel_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require("comms.view_communicationplan", "see communication plans")
-def plan(request: HtmxHttpRequest, key: str) -> HttpResponse:
+def plan(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
     rollout = get_object_or_404(Rollout.objects.select_related("release", "environment"), key=key)
     form = PlanRuleForm()
     if request.method == "POST":
@@ -636,7 +637,7 @@ def plan(request: HtmxHttpRequest, key: str) -> HttpResponse:
 
 
 @require("comms.change_communicationplan", "change plans")
-def plan_rule_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def plan_rule_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(PlanRule.objects.select_related("plan__rollout", "audience"), pk=pk)
     rollout = rule.plan.rollout
     if request.method == "POST":
@@ -671,7 +672,7 @@ def plan_rule_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require("comms.change_communicationplan", "change plans")
 @require_POST
-def plan_rule_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def plan_rule_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(PlanRule.objects.select_related("plan__rollout"), pk=pk)
     key = rule.plan.rollout.key
     services.plan_rule_delete(rule=rule, actor=request.user)
@@ -680,7 +681,7 @@ def plan_rule_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require("comms.change_communicationplan", "change plans")
 @require_POST
-def plan_reset(request: HtmxHttpRequest, key: str) -> HttpResponse:
+def plan_reset(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
     rollout = get_object_or_404(Rollout, key=key)
     services.plan_reset(rollout=rollout, actor=request.user)
     return done(

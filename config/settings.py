@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "flags",
     "rollouts",
     "comms",
+    "support",
 ]
 
 MIDDLEWARE = [

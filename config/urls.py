@@ -11,7 +11,7 @@ urlpatterns = [
     path("flags/", include("flags.urls")),
     path("rollouts/", include("rollouts.urls")),
     path("comms/", include("comms.urls")),
-    path("", include("comms.support_urls")),
+    path("", include("support.urls")),
     path("api/v1/", include("flags.api.urls")),
     path("api/v1/", include("rollouts.api.urls")),
     path("api/v1/", include("comms.api.urls")),

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django_htmx.http import trigger_client_event
 from django_htmx.middleware import HtmxDetails
 from rest_framework import status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -109,5 +110,12 @@ class AuthenticatedHttpRequest(HtmxHttpRequest):
     Views behind a login type their request with this so services receive a `User`,
     not `User | AnonymousUser`.
     """
+
+    user: User
+
+
+class AuthenticatedApiRequest(Request):
+    """A DRF request that passed authentication and the permission check (the API's default
+    permission class requires a login): `user` is a real User."""
 
     user: User

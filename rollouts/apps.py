@@ -6,7 +6,11 @@ class RolloutsConfig(AppConfig):
 
     def ready(self) -> None:
         from core.dashboard import register_panel
-        from rollouts.views import active_rollouts_panel, approvals_panel, upcoming_changes_panel
+        from rollouts.views.dashboard import (
+            active_rollouts_panel,
+            approvals_panel,
+            upcoming_changes_panel,
+        )
 
         register_panel(approvals_panel)
         register_panel(active_rollouts_panel)

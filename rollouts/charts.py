@@ -335,12 +335,12 @@ def exposure_chart_svg(
             f'fill="url(#{chart_id}-hatch)"><title>{escape(hold_tip)}</title></rect>'
             f'<text x="{x1 + 3}" y="{top + 12}">held</text></g>'
         )
-    for pct in (0, 25, 50, 75, 100):
+    for tick in (0, 25, 50, 75, 100):
         body.append(
-            f'<line class="grid" x1="{left}" y1="{y(pct)}" x2="{scale.x1}" y2="{y(pct)}" />'
+            f'<line class="grid" x1="{left}" y1="{y(tick)}" x2="{scale.x1}" y2="{y(tick)}" />'
         )
         body.append(
-            f'<text class="tick" x="{left - 6}" y="{y(pct) + 4}" text-anchor="end">{pct}%</text>'
+            f'<text class="tick" x="{left - 6}" y="{y(tick) + 4}" text-anchor="end">{tick}%</text>'
         )
     body += _axis(scale, tz, top, bottom)
     plan_end = scale.end

@@ -11,7 +11,7 @@ import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -198,7 +198,8 @@ class RolloutCreateForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("flag_choice") == "existing" and not data.get("flag"):
             self.add_error("flag", "Choose the flag this rollout drives.")
         template = data.get("template")
@@ -255,7 +256,10 @@ class PhaseForm(forms.Form):
 
     def __init__(self, *args: Any, segment_choices: Sequence[tuple[Any, str]] = (), **kw: Any):
         super().__init__(*args, **kw)
-        self.fields["segment"].choices = [("", "None (percentage only)"), *segment_choices]
+        cast(forms.ChoiceField, self.fields["segment"]).choices = [
+            ("", "None (percentage only)"),
+            *segment_choices,
+        ]
 
     def to_phase(self) -> dict[str, Any]:
         """The service's phase dict (call after is_valid())."""
@@ -512,7 +516,8 @@ class WindowForm(forms.Form):
         }
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         tz = data.get("timezone") or "UTC"
         # Date-times are wall-clock times in the window's own time zone.
         for name in ("starts_at", "ends_at"):

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
-from rollouts import safety
+from rollouts import services
 from rollouts.models import Rollout
 
 logger = logging.getLogger(__name__)
@@ -57,16 +58,16 @@ def alertmanager(request: HttpRequest, secret: str = "") -> JsonResponse:
     if length.isdigit() and int(length) > MAX_BODY:
         return _error(413, "too_large", f"The body is larger than {MAX_BODY} bytes.")
     try:
-        alerts = safety.alertmanager_parse(request.body)
+        alerts = services.alertmanager_parse(request.body)
     except ApplicationError as exc:
         logger.info("alertmanager.bad_payload rollout_id=%s error=%s", rollout.id, exc.message)
-        body = {"error": "invalid", "message": exc.message}
+        body: dict[str, Any] = {"error": "invalid", "message": exc.message}
         if exc.field:
             body["fields"] = {exc.field: [exc.message]}
         return JsonResponse(body, status=400)
-    outcomes = safety.alerts_receive(rollout=rollout, alerts=alerts)
+    outcomes = services.alerts_receive(rollout=rollout, alerts=alerts)
     logger.info(
         "alertmanager.received rollout_id=%s alerts=%d actions=%s",
         rollout.id, len(outcomes), ",".join(sorted({o.action for o in outcomes})) or "-",
     )  # fmt: skip
-    return JsonResponse(dict(safety.as_mapping(outcomes)))
+    return JsonResponse(dict(services.as_mapping(outcomes)))

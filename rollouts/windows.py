@@ -146,7 +146,8 @@ def occurrences(
 
 
 def _split(windows: Iterable[WindowSpec]) -> tuple[list[WindowSpec], list[WindowSpec]]:
-    deny, allow = [], []
+    deny: list[WindowSpec] = []
+    allow: list[WindowSpec] = []
     for w in windows:
         (allow if w.kind == ALLOW else deny).append(w)
     return deny, allow

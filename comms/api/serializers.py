@@ -120,7 +120,9 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 
 class NoticeOutputSerializer(serializers.ModelSerializer):
     audience_name = serializers.CharField(source="audience.name", read_only=True)
-    rollout = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    rollout: serializers.SlugRelatedField[Rollout] = serializers.SlugRelatedField(
+        slug_field="key", read_only=True
+    )
     deliveries = serializers.SerializerMethodField()
 
     class Meta:
@@ -135,7 +137,7 @@ class NoticeOutputSerializer(serializers.ModelSerializer):
     def get_deliveries(self, obj: Notice) -> list[dict[str, Any]]:
         if not self.context.get("with_deliveries"):
             return []
-        return DeliveryOutputSerializer(obj.deliveries.all(), many=True).data
+        return list(DeliveryOutputSerializer(obj.deliveries.all(), many=True).data)
 
 
 class NoticeCreateSerializer(serializers.Serializer):

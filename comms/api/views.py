@@ -11,7 +11,6 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -19,6 +18,7 @@ from comms import selectors, services
 from comms.api import serializers as s
 from comms.models import Audience, Delivery, Notice, NoticeTemplate
 from core.exceptions import ApplicationError
+from core.http import AuthenticatedApiRequest
 from rollouts.models import Rollout
 
 AUDIENCES, TEMPLATES, PLANS, NOTICES = ["audiences"], ["notice templates"], ["plans"], ["notices"]
@@ -46,7 +46,7 @@ class AudienceListCreateApi(APIView):
     required_permissions = {"GET": "comms.view_audience", "POST": "comms.add_channel"}
 
     @extend_schema(tags=AUDIENCES, responses=s.AudienceOutputSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedApiRequest) -> Response:
         audiences = Audience.objects.annotate(channel_count=Count("channels")).order_by("name")
         return Response(s.AudienceOutputSerializer(audiences, many=True).data)
 
@@ -55,7 +55,7 @@ class AudienceListCreateApi(APIView):
         request=s.AudienceInputSerializer,
         responses={201: s.AudienceOutputSerializer},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedApiRequest) -> Response:
         data = s.AudienceInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         audience = services.audience_create(actor=request.user, **data.validated_data)
@@ -70,13 +70,13 @@ class AudienceDetailApi(APIView):
     }
 
     @extend_schema(tags=AUDIENCES, responses=s.AudienceOutputSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         return Response(s.AudienceOutputSerializer(get_object_or_404(Audience, pk=pk)).data)
 
     @extend_schema(
         tags=AUDIENCES, request=s.AudienceUpdateSerializer, responses=s.AudienceOutputSerializer
     )
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         data = s.AudienceUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         audience = services.audience_update(
@@ -85,7 +85,7 @@ class AudienceDetailApi(APIView):
         return Response(s.AudienceOutputSerializer(audience).data)
 
     @extend_schema(tags=AUDIENCES, responses={204: None})
-    def delete(self, request: Request, pk: int) -> Response:
+    def delete(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         services.audience_delete(audience=get_object_or_404(Audience, pk=pk), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -98,7 +98,7 @@ class TemplateListCreateApi(APIView):
     required_permissions = {"GET": "comms.view_noticetemplate", "POST": "comms.add_noticetemplate"}
 
     @extend_schema(tags=TEMPLATES, responses=s.NoticeTemplateOutputSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedApiRequest) -> Response:
         return Response(s.NoticeTemplateOutputSerializer(selectors.template_list(), many=True).data)
 
     @extend_schema(
@@ -106,7 +106,7 @@ class TemplateListCreateApi(APIView):
         request=s.NoticeTemplateInputSerializer,
         responses={201: s.NoticeTemplateOutputSerializer},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedApiRequest) -> Response:
         data = s.NoticeTemplateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         template = services.template_create(actor=request.user, **data.validated_data)
@@ -123,7 +123,7 @@ class TemplateDetailApi(APIView):
     }
 
     @extend_schema(tags=TEMPLATES, responses=s.NoticeTemplateOutputSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         return Response(
             s.NoticeTemplateOutputSerializer(get_object_or_404(NoticeTemplate, pk=pk)).data
         )
@@ -133,7 +133,7 @@ class TemplateDetailApi(APIView):
         request=s.NoticeTemplateUpdateSerializer,
         responses=s.NoticeTemplateOutputSerializer,
     )
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         data = s.NoticeTemplateUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         template = services.template_update(
@@ -144,7 +144,7 @@ class TemplateDetailApi(APIView):
         return Response(s.NoticeTemplateOutputSerializer(template).data)
 
     @extend_schema(tags=TEMPLATES, responses={204: None})
-    def delete(self, request: Request, pk: int) -> Response:
+    def delete(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         services.template_delete(
             template=get_object_or_404(NoticeTemplate, pk=pk), actor=request.user
         )
@@ -173,14 +173,14 @@ class PlanApi(APIView):
     }
 
     @extend_schema(tags=PLANS, responses=s.NoticePlanOutputSerializer)
-    def get(self, request: Request, key: str) -> Response:
+    def get(self, request: AuthenticatedApiRequest, key: str) -> Response:
         """The rollout's rules (the strategy's defaults until stored) and its planned notices."""
         return _plan_response(get_object_or_404(Rollout, key=key))
 
     @extend_schema(
         tags=PLANS, request=s.NoticePlanInputSerializer, responses=s.NoticePlanOutputSerializer
     )
-    def put(self, request: Request, key: str) -> Response:
+    def put(self, request: AuthenticatedApiRequest, key: str) -> Response:
         """Replace every rule; scheduled notices follow (moved, created or cancelled)."""
         rollout = get_object_or_404(Rollout, key=key)
         data = s.NoticePlanInputSerializer(data=request.data)
@@ -208,7 +208,7 @@ class NoticeListCreateApi(APIView):
         ],
         responses=s.NoticeOutputSerializer(many=True),
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedApiRequest) -> Response:
         params = request.query_params
         rollout_id = None
         if params.get("rollout"):
@@ -228,7 +228,7 @@ class NoticeListCreateApi(APIView):
     @extend_schema(
         tags=NOTICES, request=s.NoticeCreateSerializer, responses={201: s.NoticeOutputSerializer}
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedApiRequest) -> Response:
         """A draft; with `send_at` a scheduled notice; with `send_now` sent at once."""
         data = s.NoticeCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -240,13 +240,13 @@ class NoticeDetailApi(APIView):
     required_permissions = {"GET": "comms.view_notice", "PATCH": "comms.change_notice"}
 
     @extend_schema(tags=NOTICES, responses=s.NoticeOutputSerializer)
-    def get(self, request: Request, pk: int) -> Response:
+    def get(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         return _notice_response(_notice(pk))
 
     @extend_schema(
         tags=NOTICES, request=s.NoticeUpdateSerializer, responses=s.NoticeOutputSerializer
     )
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         """Edit a draft or scheduled notice; `send_at: null` makes it a draft."""
         data = s.NoticeUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -259,7 +259,7 @@ class NoticeSendApi(APIView):
     required_permissions = {"POST": "comms.change_notice"}
 
     @extend_schema(tags=NOTICES, request=None, responses=s.NoticeOutputSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         return _notice_response(services.notice_send_now(notice=_notice(pk), actor=request.user))
 
 
@@ -269,7 +269,7 @@ class NoticeCancelApi(APIView):
     @extend_schema(
         tags=NOTICES, request=s.NoticeCancelSerializer, responses=s.NoticeOutputSerializer
     )
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         data = s.NoticeCancelSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         notice = services.notice_cancel(
@@ -282,7 +282,7 @@ class NoticeRetryApi(APIView):
     required_permissions = {"POST": "comms.change_notice"}
 
     @extend_schema(tags=NOTICES, request=None, responses=s.NoticeOutputSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         """Retry every failed delivery (same idempotency ids)."""
         notice = _notice(pk)
         services.notice_retry(notice=notice, actor=request.user)
@@ -293,7 +293,7 @@ class DeliveryRetryApi(APIView):
     required_permissions = {"POST": "comms.change_notice"}
 
     @extend_schema(tags=NOTICES, request=None, responses=s.DeliveryOutputSerializer)
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedApiRequest, pk: int) -> Response:
         delivery = get_object_or_404(Delivery.objects.select_related("notice"), pk=pk)
         delivery = services.delivery_retry(delivery=delivery, actor=request.user)
         return Response(s.DeliveryOutputSerializer(delivery).data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -28,8 +29,12 @@ from rollouts.services import allowed_actions, rollout_exposure
 
 
 class ReleaseOutputSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    flags = serializers.SlugRelatedField(slug_field="key", many=True, read_only=True)
+    owner: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    flags: serializers.SlugRelatedField[Flag] = serializers.SlugRelatedField(
+        slug_field="key", many=True, read_only=True
+    )
 
     class Meta:
         model = Release
@@ -45,7 +50,10 @@ class ReleaseInputSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=50, required=False, allow_blank=True)
     summary = serializers.CharField(max_length=500, required=False, allow_blank=True)
     changelog = serializers.CharField(required=False, allow_blank=True)
-    label = serializers.ChoiceField(choices=Release.Label.choices, required=False)
+    # The stubs type Field.label (a field's display name); a field named "label" shadows it.
+    label = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=Release.Label.choices, required=False
+    )
     known_issues = serializers.CharField(required=False, allow_blank=True)
     is_public = serializers.BooleanField(required=False)
     flags = serializers.SlugRelatedField(
@@ -115,11 +123,19 @@ class PhaseOutputSerializer(serializers.ModelSerializer):
 
 
 class RolloutOutputSerializer(serializers.ModelSerializer):
-    release = serializers.PrimaryKeyRelatedField(read_only=True)
+    release: serializers.PrimaryKeyRelatedField[Release] = serializers.PrimaryKeyRelatedField(
+        read_only=True
+    )
     release_name = serializers.CharField(source="release.__str__", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="key", read_only=True)
-    flag = serializers.SlugRelatedField(slug_field="key", read_only=True)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(
+        slug_field="key", read_only=True
+    )
+    flag: serializers.SlugRelatedField[Flag] = serializers.SlugRelatedField(
+        slug_field="key", read_only=True
+    )
+    owner: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     exposure = serializers.SerializerMethodField()
     allowed_actions = serializers.SerializerMethodField()
     active_holds = serializers.SerializerMethodField()
@@ -203,7 +219,9 @@ class AdvanceInputSerializer(ActionInputSerializer):
 
 
 class EventOutputSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     lateness_seconds = serializers.SerializerMethodField()
 
     class Meta:
@@ -258,8 +276,12 @@ class HoldInputSerializer(serializers.Serializer):
 
 
 class HoldOutputSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    cleared_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    cleared_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     active = serializers.BooleanField(source="is_active", read_only=True)
 
     class Meta:
@@ -273,7 +295,9 @@ class HoldOutputSerializer(serializers.ModelSerializer):
 
 
 class DecisionOutputSerializer(serializers.ModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = ApprovalDecision
@@ -282,11 +306,15 @@ class DecisionOutputSerializer(serializers.ModelSerializer):
 
 
 class ApprovalOutputSerializer(serializers.ModelSerializer):
-    rollout = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    rollout: serializers.SlugRelatedField[Rollout] = serializers.SlugRelatedField(
+        slug_field="key", read_only=True
+    )
     phase_index = serializers.IntegerField(source="phase.order", read_only=True)
     phase_name = serializers.CharField(source="phase.name", read_only=True)
     percentage = serializers.IntegerField(source="phase.percentage", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     approvals = serializers.SerializerMethodField()
     decisions = DecisionOutputSerializer(many=True, read_only=True)
 
@@ -309,7 +337,9 @@ class DecisionInputSerializer(serializers.Serializer):
 
 class ChecklistItemOutputSerializer(serializers.ModelSerializer):
     phase_index = serializers.IntegerField(source="phase.order", read_only=True)
-    ticked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    ticked_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = ChecklistItem
@@ -330,7 +360,9 @@ class WindowSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Environment key; null: every environment.",
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     duration = serializers.DurationField(
         required=False, allow_null=True, help_text="Of each recurring occurrence, e.g. '07:00:00'."
     )
@@ -355,7 +387,9 @@ class WindowSerializer(serializers.ModelSerializer):
 
 
 class PolicySerializer(serializers.ModelSerializer):
-    environment = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(
+        slug_field="key", read_only=True
+    )
     requires_completed_in = serializers.SlugRelatedField(
         slug_field="key",
         queryset=Environment.objects.all(),

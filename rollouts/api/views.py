@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from django.contrib.auth.models import User
 from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -19,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from flags.models import Environment
-from rollouts import safety, services
+from rollouts import services, strategies
 from rollouts.api.serializers import (
     ActionInputSerializer,
     AdvanceOverrideInputSerializer,
@@ -84,6 +85,13 @@ def _rollouts() -> QuerySet[Rollout]:
     )
 
 
+def _actor(request: Request) -> User | None:
+    """The person calling (ModelPermissions let only signed-in users through), as services
+    take it; an anonymous user would be nobody to them either way."""
+    user = request.user
+    return user if isinstance(user, User) else None
+
+
 def _rollout(key: str) -> Rollout:
     return get_object_or_404(_rollouts(), key=key)
 
@@ -111,7 +119,7 @@ class ReleaseListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = ReleaseInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        release = services.release_create(actor=request.user, **data.validated_data)
+        release = services.release_create(actor=_actor(request), **data.validated_data)
         release = _releases().get(pk=release.pk)
         return Response(ReleaseOutputSerializer(release).data, status=status.HTTP_201_CREATED)
 
@@ -127,7 +135,7 @@ class ReleaseDetailApi(APIView):
         release = get_object_or_404(Release, pk=pk)
         data = ReleaseInputSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        services.release_update(release=release, actor=request.user, **data.validated_data)
+        services.release_update(release=release, actor=_actor(request), **data.validated_data)
         return Response(ReleaseOutputSerializer(_releases().get(pk=pk)).data)
 
     @extend_schema(
@@ -190,7 +198,7 @@ class RolloutListCreateApi(APIView):
             release=v["release"],
             environment=v["environment"],
             strategy=v["strategy"],
-            actor=request.user,
+            actor=_actor(request),
             source=API,
             flag=v.get("flag"),
             flag_key=v.get("flag_key") or None,
@@ -233,7 +241,7 @@ class RolloutPlanApi(APIView):
         services.rollout_plan_update(
             rollout=rollout,
             phases=phases_payload(data.validated_data["phases"]),
-            actor=request.user,
+            actor=_actor(request),
             source=API,
             expected_version=data.validated_data.get("expected_version"),
             allow_decreasing=data.validated_data.get("allow_decreasing"),
@@ -280,7 +288,7 @@ class TemplatesApi(APIView):
                     for t in spec.templates
                 ],
             }
-            for spec in services.strategies.STRATEGIES.values()
+            for spec in strategies.STRATEGIES.values()
         ]
         return Response(body)
 
@@ -305,7 +313,7 @@ class _RolloutActionApi(APIView):
 
 
 def _action(
-    name: str, doc: str, call: Callable[[Rollout, Request, dict[str, Any]], None], **kw: Any
+    name: str, doc: str, call: Callable[[Rollout, Request, dict[str, Any]], object], **kw: Any
 ) -> type[_RolloutActionApi]:
     serializer = kw.get("input_serializer", ActionInputSerializer)
 
@@ -332,14 +340,14 @@ def _action(
 RolloutScheduleApi = _action(
     "schedule",
     "Schedule a draft: it starts at phase 1's date-time.",
-    lambda r, q, d: services.rollout_schedule(rollout=r, actor=q.user, source=API),
+    lambda r, q, d: services.rollout_schedule(rollout=r, actor=_actor(q), source=API),
 )
 RolloutStartApi = _action(
     "start",
     "Start now: capture the flag's state and apply phase 1 (its gates must be satisfied).",
     lambda r, q, d: services.rollout_start(
         rollout=r,
-        actor=q.user,
+        actor=_actor(q),
         source=API,
         override_window=d["override_window"],
         reason=d["reason"],
@@ -349,19 +357,21 @@ RolloutStartApi = _action(
 RolloutPauseApi = _action(
     "pause",
     "Pause: exposure stays, the soak clock stops.",
-    lambda r, q, d: services.rollout_pause(rollout=r, actor=q.user, source=API, reason=d["reason"]),
+    lambda r, q, d: services.rollout_pause(
+        rollout=r, actor=_actor(q), source=API, reason=d["reason"]
+    ),
 )
 RolloutResumeApi = _action(
     "resume",
     "Resume a paused or held rollout; the soak continues where it stopped.",
-    lambda r, q, d: services.rollout_resume(rollout=r, actor=q.user, source=API),
+    lambda r, q, d: services.rollout_resume(rollout=r, actor=_actor(q), source=API),
 )
 RolloutAdvanceApi = _action(
     "advance",
     "Start the next phase now (skips the remaining soak: reason required) or pass a manual gate.",
     lambda r, q, d: services.rollout_advance_now(
         rollout=r,
-        actor=q.user,
+        actor=_actor(q),
         source=API,
         reason=d["reason"],
         expected_phase_index=d.get("expected_phase_index"),
@@ -374,7 +384,7 @@ RolloutCompleteApi = _action(
     "Complete: apply the last phase's exposure now.",
     lambda r, q, d: services.rollout_complete(
         rollout=r,
-        actor=q.user,
+        actor=_actor(q),
         source=API,
         override_window=d["override_window"],
         reason=d["reason"],
@@ -385,7 +395,7 @@ RolloutCancelApi = _action(
     "cancel",
     "Cancel the plan; the flag keeps its current exposure.",
     lambda r, q, d: services.rollout_cancel(
-        rollout=r, actor=q.user, source=API, reason=d["reason"]
+        rollout=r, actor=_actor(q), source=API, reason=d["reason"]
     ),
 )
 RolloutRollbackApi = _action(
@@ -393,20 +403,22 @@ RolloutRollbackApi = _action(
     "Roll back: restore the flag's state from before the rollout at once (mode restore), or "
     "stop where it is (mode freeze).",
     lambda r, q, d: services.rollout_rollback(
-        rollout=r, actor=q.user, source=API, reason=d["reason"], mode=d["mode"]
+        rollout=r, actor=_actor(q), source=API, reason=d["reason"], mode=d["mode"]
     ),
     input_serializer=RollbackInputSerializer,
 )
 RolloutHoldApi = _action(
     "hold",
     "Hold: the clock stops and exposure stays until the hold is cleared or it is resumed.",
-    lambda r, q, d: services.rollout_hold(rollout=r, actor=q.user, source=API, reason=d["reason"]),
+    lambda r, q, d: services.rollout_hold(
+        rollout=r, actor=_actor(q), source=API, reason=d["reason"]
+    ),
     input_serializer=HoldInputSerializer,
 )
 RolloutRequestApprovalApi = _action(
     "request_approval",
     "Ask for the approval the next phase needs (drafts, or after a decline).",
-    lambda r, q, d: safety.approval_request(rollout=r, actor=q.user, source=API),
+    lambda r, q, d: services.approval_request(rollout=r, actor=_actor(q), source=API),
 )
 
 ACTION_VIEWS: dict[str, type[_RolloutActionApi]] = {
@@ -459,7 +471,7 @@ class HoldClearApi(APIView):
         data = ActionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.rollout_hold_clear(
-            hold=hold, actor=request.user, source=API, reason=data.validated_data["reason"]
+            hold=hold, actor=_actor(request), source=API, reason=data.validated_data["reason"]
         )
         return Response(RolloutOutputSerializer(_rollout(key)).data)
 
@@ -491,7 +503,7 @@ class ApprovalListApi(APIView):
         if params.get("rollout"):
             qs = qs.filter(rollout__key=params["rollout"])
         if params.get("mine") in ("1", "true"):
-            user = request.user
+            user = _actor(request)
             qs = qs.exclude(decisions__user=user).exclude(
                 requested_by=user, allow_self_approval=False
             )
@@ -506,9 +518,9 @@ class _ApprovalDecideApi(APIView):
         approval = get_object_or_404(Approval, pk=approval_id)
         data = DecisionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        safety.approval_decide(
+        services.approval_decide(
             approval=approval,
-            actor=request.user,
+            actor=_actor(request),
             decision=self.decision,
             comment=data.validated_data["comment"],
             source=API,
@@ -573,9 +585,9 @@ class ChecklistTickApi(APIView):
         )
         data = TickInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        item = safety.checklist_tick(
+        item = services.checklist_tick(
             item=item,
-            actor=request.user,
+            actor=_actor(request),
             source=API,
             ticked=data.validated_data["ticked"],
             note=data.validated_data["note"],
@@ -596,8 +608,8 @@ class RolloutAlertSettingsApi(APIView):
         rollout = get_object_or_404(Rollout, key=key)
         data = AlertSettingsInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        safety.rollout_alert_settings_update(
-            rollout=rollout, actor=request.user, **data.validated_data
+        services.rollout_alert_settings_update(
+            rollout=rollout, actor=_actor(request), **data.validated_data
         )
         return Response(RolloutOutputSerializer(_rollout(key)).data)
 
@@ -624,7 +636,7 @@ class WindowListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = WindowSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        window = safety.window_create(actor=request.user, **data.service_kwargs())
+        window = services.window_create(actor=_actor(request), **data.service_kwargs())
         return Response(
             WindowSerializer(_windows().get(pk=window.pk)).data, status=status.HTTP_201_CREATED
         )
@@ -642,12 +654,12 @@ class WindowDetailApi(APIView):
         window = get_object_or_404(FreezeWindow, pk=pk)
         data = WindowSerializer(window, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        safety.window_update(window=window, actor=request.user, **data.service_kwargs())
+        services.window_update(window=window, actor=_actor(request), **data.service_kwargs())
         return Response(WindowSerializer(_windows().get(pk=pk)).data)
 
     @extend_schema(tags=TAG_SAFETY, responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        safety.window_delete(window=get_object_or_404(FreezeWindow, pk=pk), actor=request.user)
+        services.window_delete(window=get_object_or_404(FreezeWindow, pk=pk), actor=_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -673,13 +685,13 @@ class PolicyDetailApi(APIView):
         env = get_object_or_404(Environment, key=environment)
         data = PolicySerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        policy = safety.approval_policy_set(
-            environment=env, actor=request.user, **data.validated_data
+        policy = services.approval_policy_set(
+            environment=env, actor=_actor(request), **data.validated_data
         )
         return Response(PolicySerializer(policy).data)
 
     @extend_schema(tags=TAG_SAFETY, responses={204: None})
     def delete(self, request: Request, environment: str) -> Response:
         env = get_object_or_404(Environment, key=environment)
-        safety.approval_policy_delete(environment=env, actor=request.user)
+        services.approval_policy_delete(environment=env, actor=_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -9,6 +9,7 @@ import pytest
 
 from comms import channels, selectors, services
 from comms.models import Audience, Channel, Delivery, Notice, NoticeEvent, PlanRule
+from comms.services import outbox
 from core.exceptions import ApplicationError
 from rollouts import services as rollout_services
 from rollouts.models import RolloutEvent
@@ -548,7 +549,7 @@ def test_requeue_stuck__late_attempt_of_old_owner__outcome_ignored(sent):
     delivery = DeliveryFactory(state=Delivery.State.SENDING, attempts=1, started_at=T0)
     services.deliveries_requeue_stuck(now=T0 + H)
 
-    owned = services._finish_delivery(
+    owned = outbox._finish_delivery(
         delivery.id, 1, state=Delivery.State.FAILED, error="late", now=T0 + H
     )
 

@@ -49,7 +49,7 @@ EXPECTED = {"ok": "ok", "no-head": "ok", "missing": "broken"}
 def test_check_doc_links__real_worker__records_every_result(
     celery_processes, wait_for, docs_server
 ):
-    from comms.support_tasks import check_doc_links
+    from support.tasks import check_doc_links
 
     for name in EXPECTED:
         DocLinkFactory(title=name, url=f"{docs_server}/{name}")

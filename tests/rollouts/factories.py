@@ -226,9 +226,7 @@ def rollout_with_phases(
 
 def gate_policy(environment: Environment, **kwargs: Any):
     """An environment's approval/promotion policy, through the service."""
-    from rollouts import safety
-
-    return safety.approval_policy_set(environment=environment, actor=None, **kwargs)
+    return services.approval_policy_set(environment=environment, actor=None, **kwargs)
 
 
 def freeze(
@@ -240,9 +238,7 @@ def freeze(
     **kwargs: Any,
 ):
     """A freeze (or allow) window, through the service."""
-    from rollouts import safety
-
-    return safety.window_create(
+    return services.window_create(
         name=name, kind=kind, environment=environment, timezone_name=tz, actor=None, **kwargs
     )
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from rollouts import safety, services
+from rollouts import services
 from rollouts.models import (
     Approval,
     ApprovalPolicy,
@@ -154,8 +154,8 @@ def test_rollout_page__many_holds_approvals_windows__same_number_of_queries(
 ):
     gate_policy(prod, min_percentage=0)
     rollout = make_rollout(environment=prod, phases=soak_plan(10, 20, 30), actor=release_manager)
-    request = safety.approval_request(rollout=rollout, actor=release_manager, source=UI)
-    safety.approval_decide(approval=request, actor=approver, decision="approve", source=UI)
+    request = services.approval_request(rollout=rollout, actor=release_manager, source=UI)
+    services.approval_decide(approval=request, actor=approver, decision="approve", source=UI)
     start(rollout, release_manager)
 
     def count() -> int:

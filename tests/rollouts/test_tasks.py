@@ -13,6 +13,7 @@ from core.exceptions import ApplicationError
 from core.models import Heartbeat
 from rollouts import services, tasks
 from rollouts.models import Rollout, RolloutEvent
+from rollouts.services import scheduler
 from tests.rollouts.factories import EnvironmentFactory, ReleaseFactory, make_rollout, soak_plan
 
 pytestmark = pytest.mark.django_db
@@ -127,7 +128,7 @@ def test_advance_many__domain_error__logged_and_the_others_go_on(monkeypatch, ca
             raise ApplicationError("segment missing")
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "rollout_advance", refuse)
+    monkeypatch.setattr(scheduler, "rollout_advance", refuse)
     assert tasks.advance_many([[broken.id, 0], [fine.id, 0]]) == 1
     assert Rollout.objects.get(pk=fine.pk).current_phase_index == 1
     assert "rollout.advance_failed" in caplog.text

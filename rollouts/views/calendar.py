@@ -1,0 +1,176 @@
+"""The rollout calendar: month and week pages, and the iCalendar feed people subscribe to
+with their personal token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from core.http import AuthenticatedHttpRequest, render_page
+from core.roles import require
+from rollouts import selectors
+from rollouts.forms import CalendarQuery
+from rollouts.views.common import htmx_target
+
+
+@dataclass
+class CalendarDay:
+    date: Any
+    entries: list[tuple[selectors.CalendarEntry, bool]]
+    in_month: bool
+    is_today: bool
+
+
+def _calendar_range(query: CalendarQuery) -> tuple[Any, Any]:
+    if query.view == "week":
+        first = query.date - timedelta(days=query.date.weekday())
+        return first, first + timedelta(days=7)
+    month_start = query.date.replace(day=1)
+    first = month_start - timedelta(days=month_start.weekday())
+    next_month = (month_start + timedelta(days=32)).replace(day=1)
+    last = next_month + timedelta(days=(7 - next_month.weekday()) % 7)
+    return first, last
+
+
+@require("rollouts.view_rollout")
+def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
+    query = CalendarQuery(request.GET)
+    first, last = _calendar_range(query)
+    tz = query.tz
+    start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
+    end = datetime.combine(last, datetime.min.time(), tzinfo=tz)
+    entries = selectors.calendar_entries(start=start, end=end, environment=query.environment)
+    # (entry, continued from an earlier day) per day; a window spanning days shows on each.
+    by_day: dict[Any, list[tuple[selectors.CalendarEntry, bool]]] = {}
+    for entry in entries:
+        day = entry.start.astimezone(tz).date()
+        by_day.setdefault(day, []).append((entry, False))
+        if entry.end is not None:
+            current = max(day + timedelta(days=1), first)
+            end_day = (entry.end - timedelta(seconds=1)).astimezone(tz).date()
+            while current <= end_day and current < last:
+                by_day.setdefault(current, []).append((entry, True))
+                current += timedelta(days=1)
+    for day_entries in by_day.values():
+        # Continuations first: they are what is going on when the day begins.
+        day_entries.sort(key=lambda pair: (not pair[1], pair[0].start))
+    days = []
+    current = first
+    while current < last:
+        days.append(
+            CalendarDay(
+                date=current,
+                entries=by_day.get(current, []),
+                in_month=query.view == "week" or current.month == query.date.month,
+                is_today=current == query.today,
+            )
+        )
+        current += timedelta(days=1)
+    weeks = [days[i : i + 7] for i in range(0, len(days), 7)]
+    if query.view == "week":
+        previous, following = query.date - timedelta(days=7), query.date + timedelta(days=7)
+    else:
+        previous = (query.date.replace(day=1) - timedelta(days=1)).replace(day=1)
+        following = (query.date.replace(day=1) + timedelta(days=32)).replace(day=1)
+    feed_url = _calendar_feed_url(request, query)
+    context = {
+        "query": query,
+        "weeks": weeks,
+        "days": days,
+        "entries": entries,
+        "upcoming": [e for e in entries if e.kind == "planned"],
+        "previous": previous,
+        "following": following,
+        "environments": selectors.filter_choices()["environment"],
+        "timezones": [("UTC", "UTC")] + [(z, z) for z in _COMMON_ZONES],
+        "feed_url": feed_url,
+        "title": (
+            f"Week of {first:%b} {first.day}, {first.year}"
+            if query.view == "week"
+            else f"{query.date:%B %Y}"
+        ),
+    }
+    partial = "calendar-body" if htmx_target(request) == "calendar-body" else None
+    return render_page(request, "rollouts/calendar.html", context, partial=partial)
+
+
+_COMMON_ZONES = (
+    "Europe/London", "Europe/Berlin", "Europe/Paris", "America/New_York", "America/Chicago",
+    "America/Los_Angeles", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney",
+)  # fmt: skip
+
+
+def _feed_token_model() -> Any:
+    """comms' FeedToken, looked up through the app registry: rollouts never imports comms."""
+    from django.apps import apps
+
+    try:
+        return apps.get_model("comms", "FeedToken")
+    except LookupError:
+        return None
+
+
+def _calendar_feed_url(request: HttpRequest, query: CalendarQuery) -> Any:
+    """A callable: the template asks for the URL (and the token is made) only when shown."""
+
+    def url() -> str:
+        model = _feed_token_model()
+        if model is None:
+            return ""
+        token, _ = model.objects.get_or_create(user=request.user)
+        path = reverse("rollouts:calendar_feed", args=[token.token])
+        if query.environment:
+            path += f"?environment={query.environment}"
+        return request.build_absolute_uri(path)
+
+    return url
+
+
+def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
+    """The calendar as iCalendar for subscriptions; the personal token is the only auth."""
+    import icalendar
+
+    model = _feed_token_model()
+    feed = model.objects.select_related("user").filter(token=token).first() if model else None
+    user = feed.user if feed else None
+    if user is None or not user.is_active or not user.has_perm("rollouts.view_rollout"):
+        raise Http404("No such calendar.")
+    now = timezone.now()
+    environment = str(request.GET.get("environment", ""))[:64]
+    entries = selectors.calendar_entries(
+        start=now - timedelta(days=30), end=now + timedelta(days=120), environment=environment,
+        now=now,
+    )  # fmt: skip
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//Rollcall//rollout calendar//EN")
+    cal.add("version", "2.0")
+    cal.add("x-wr-calname", "Rollcall rollouts" + (f" ({environment})" if environment else ""))
+    for entry in entries:
+        event = icalendar.Event()
+        event.add("uid", entry.uid)
+        event.add("dtstamp", now)
+        event.add("dtstart", entry.start)
+        event.add("dtend", entry.end or entry.start + timedelta(minutes=15))
+        prefix = {"planned": "Planned", "freeze": "Freeze", "allow": "Allowed", "done": "Done"}
+        event.add("summary", f"{prefix[entry.kind]}: {entry.title}")
+        if entry.note:
+            event.add("description", entry.note)
+        if entry.rollout is not None:
+            event.add(
+                "url",
+                request.build_absolute_uri(
+                    reverse("rollouts:detail", kwargs={"key": entry.rollout.key})
+                ),
+            )
+        if entry.kind == "freeze":
+            event.add("transp", "OPAQUE")
+        cal.add_component(event)
+    response = HttpResponse(cal.to_ical(), content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = 'inline; filename="rollcall.ics"'
+    return response

@@ -1,0 +1,244 @@
+"""Customer lookup: what does customer X see, per environment, and since when?
+
+The answer must never disagree with what services get over OFREP, so it is computed by the
+very function the OFREP endpoint answers with (`flags.ofrep.evaluate_one`), on the same
+compiled snapshot (`flags.snapshot`) and the same context mapping
+(`flags.engine.context_from_ofrep`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Prefetch, Q
+from django.utils import timezone
+
+from flags.models import Environment, Flag
+from rollouts.models import Phase, Rollout
+from support.selectors._common import _state_event_subqueries, environments, format_when
+from support.selectors.exposure import Exposure, rollout_exposure
+
+LOOKUP_RECENT_DAYS = 30
+_LOOKUP_STATES = (
+    Rollout.State.RUNNING,
+    Rollout.State.PAUSED,
+    Rollout.State.HELD,
+    Rollout.State.COMPLETED,
+    Rollout.State.ROLLED_BACK,
+)
+
+
+@dataclass(frozen=True)
+class FlagAnswer:
+    key: str
+    name: str
+    value: Any  # as OFREP answers it; absent -> NO_VALUE
+    has_value: bool
+    variant: str
+    reason: str
+    error_code: str
+    error_details: str
+
+    @property
+    def value_text(self) -> str:
+        if not self.has_value:
+            return "(no value: the caller's default)"
+        if isinstance(self.value, bool):
+            return "true" if self.value else "false"
+        if isinstance(self.value, (dict, list)):
+            return json.dumps(self.value, sort_keys=True)
+        return str(self.value)
+
+
+@dataclass(frozen=True)
+class Membership:
+    rollout: Rollout
+    exposure: Exposure
+    is_in: bool | None  # None: the flag answered an error for this customer
+    since: datetime | None
+    text: str
+
+
+@dataclass
+class EnvironmentAnswer:
+    environment: Environment
+    flags: list[FlagAnswer]
+    memberships: list[Membership]
+    error: str = ""
+
+    @property
+    def rollouts_in(self) -> list[Membership]:
+        return [m for m in self.memberships if m.is_in]
+
+
+@dataclass
+class LookupResult:
+    context: dict[str, Any]
+    environments: list[EnvironmentAnswer]
+
+
+def _lookup_rollouts(environment_ids: list[int], *, now: datetime) -> dict[int, list[Rollout]]:
+    """The newest rollout of each flag per environment, if it may matter to a customer now."""
+    recent = now - timedelta(days=LOOKUP_RECENT_DAYS)
+    rows = (
+        Rollout.objects.filter(environment_id__in=environment_ids, state__in=_LOOKUP_STATES)
+        .filter(
+            Q(state__in=Rollout.ACTIVE_STATES)
+            | Q(finished_at__gte=recent)
+            | Q(finished_at__isnull=True, updated_at__gte=recent)
+        )
+        .select_related("release", "flag", "environment")
+        .annotate(**_state_event_subqueries())
+        .prefetch_related(
+            Prefetch("phases", queryset=Phase.objects.select_related("segment").order_by("order"))
+        )
+        .order_by("-created_at", "-id")
+    )
+    out: dict[int, list[Rollout]] = {}
+    seen: set[tuple[int, int]] = set()
+    for rollout in rows:
+        pair = (rollout.environment_id, rollout.flag_id)
+        if pair in seen:
+            continue  # an older rollout of the same flag no longer decides anything
+        seen.add(pair)
+        out.setdefault(rollout.environment_id, []).append(rollout)
+    return out
+
+
+def _is_in(rollout: Rollout, answer: FlagAnswer | None) -> bool | None:
+    if answer is None or answer.error_code:
+        return None
+    if rollout.strategy == Rollout.Strategy.BLUE_GREEN:
+        from rollouts.strategies import GREEN
+
+        return answer.has_value and answer.value == GREEN
+    return answer.value is True
+
+
+def _entered_at(
+    rollout: Rollout, phases: Sequence[Phase], unleash_context: Mapping[str, Any]
+) -> datetime | None:
+    """When this customer most likely got the new behaviour: the first applied phase whose
+    percentage covers their bucket (Unleash hashing, group id = flag key), else the first
+    applied phase with an audience segment (they are in through it), else the start."""
+    from flags import engine
+    from rollouts.strategies import STRATEGIES
+
+    applied = [p for i, p in enumerate(phases) if p.applied_at and i <= rollout.current_phase_index]
+    if not applied:
+        return rollout.started_at
+    spec = STRATEGIES.get(rollout.strategy)
+    stickiness = spec.stickiness if spec else "default"
+    props = unleash_context.get("properties") or {}
+    if stickiness == "default":
+        value = unleash_context.get("userId") or unleash_context.get("sessionId")
+    elif stickiness in ("userId", "sessionId"):
+        value = unleash_context.get(stickiness)
+    elif stickiness == "random":
+        value = None
+    else:
+        value = props.get(stickiness)
+    if value:
+        customer_bucket = engine.bucket(rollout.flag.key, str(value))
+        for phase in applied:
+            if (phase.percentage or 0) >= customer_bucket:
+                return phase.applied_at
+    for phase in applied:
+        if phase.segment_id:
+            return phase.applied_at
+    return applied[0].applied_at
+
+
+def _membership(
+    rollout: Rollout,
+    answer: FlagAnswer | None,
+    unleash_context: Mapping[str, Any],
+    *,
+    now: datetime,
+) -> Membership:
+    phases = list(rollout.phases.all())
+    exposure = rollout_exposure(
+        rollout,
+        phases,
+        state_event_at=getattr(rollout, "state_event_at", None),
+        state_event_reason=getattr(rollout, "state_event_reason", None) or "",
+        now=now,
+    )
+    is_in = _is_in(rollout, answer)
+    strategy = rollout.get_strategy_display().lower()
+    step = (
+        f"phase {exposure.phase_number} of {exposure.phase_count} ({exposure.phase_name})"
+        if exposure.phase_number
+        else ""
+    )
+    since = None
+    if is_in is None:
+        text = f"Unknown: the flag answered {answer.error_code if answer else 'nothing'}."
+    elif is_in:
+        since = _entered_at(rollout, phases, unleash_context)
+        when = format_when(since, rollout.timezone, now=now)
+        text = f"In the {strategy} since {when}" if since else f"In the {strategy}"
+        text += f", {step}" if step else ""
+        text += "."
+        if rollout.state == Rollout.State.COMPLETED:
+            done_at = format_when(exposure.since, rollout.timezone, now=now)
+            text = f"Has it: the {strategy} completed at {done_at}."
+        elif rollout.state in (Rollout.State.HELD, Rollout.State.PAUSED):
+            text += f" {exposure.text}"
+    else:
+        text = f"Not in the {strategy}"
+        if rollout.state == Rollout.State.ROLLED_BACK:
+            text = f"Not in it: {exposure.text}"
+        else:
+            text += f" (now {exposure.audience}" + (f", {step})." if step else ").")
+    return Membership(rollout=rollout, exposure=exposure, is_in=is_in, since=since, text=text)
+
+
+def customer_lookup(
+    *, context: Mapping[str, Any], environment_key: str = "", now: datetime | None = None
+) -> LookupResult:
+    """Every flag's OFREP answer and the rollouts the customer is in, per environment."""
+    from flags import engine, ofrep, snapshot
+
+    now = now or timezone.now()
+    envs = environments()
+    if environment_key:
+        envs = [e for e in envs if e.key == environment_key]
+    unleash_context = engine.context_from_ofrep(dict(context))
+    names = dict(Flag.objects.values_list("key", "name"))
+    rollouts = _lookup_rollouts([e.pk for e in envs], now=now)
+    answers: list[EnvironmentAnswer] = []
+    for env in envs:
+        try:
+            compiled = snapshot.load(env.pk)
+        except snapshot.EnvironmentNotFound:
+            answers.append(EnvironmentAnswer(env, [], [], error="This environment was deleted."))
+            continue
+        flags = []
+        for key in compiled.snapshot.flag_keys:
+            raw = ofrep.evaluate_one(compiled, key, unleash_context)
+            flags.append(
+                FlagAnswer(
+                    key=key,
+                    name=names.get(key, key),
+                    value=raw.get("value"),
+                    has_value="value" in raw,
+                    variant=raw.get("variant", ""),
+                    reason=raw.get("reason", ""),
+                    error_code=raw.get("errorCode", ""),
+                    error_details=raw.get("errorDetails", ""),
+                )
+            )
+        flags.sort(key=lambda f: f.key)
+        by_key = {f.key: f for f in flags}
+        memberships = [
+            _membership(r, by_key.get(r.flag.key), unleash_context, now=now)
+            for r in rollouts.get(env.pk, [])
+        ]
+        memberships.sort(key=lambda m: (not m.is_in, m.rollout.release.name.lower()))
+        answers.append(EnvironmentAnswer(env, flags, memberships))
+    return LookupResult(context=dict(context), environments=answers)
