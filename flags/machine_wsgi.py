@@ -1,8 +1,9 @@
-"""A light WSGI path for the machine endpoints (OFREP and the Unleash client API).
+"""A light WSGI path for the machine endpoints (OFREP, the Unleash client and frontend APIs).
 
 Services evaluate flags far more often than people load pages, and the evaluation itself
 takes microseconds: most of a request's time would go to Django's request machinery. Two
-levels, installed around the project's application by `machine_dispatch` (config/wsgi.py):
+levels, installed around the project's application by `machine_dispatch` (config/wsgi.py) for
+`/ofrep/`, `/api/client/` and `/api/frontend`:
 
 1. `OfrepApp`, a tiny WSGI app for the steady state of OFREP (`POST /ofrep/v1/evaluate/flags`
    and `.../flags/<key>`): it checks the Host header against ALLOWED_HOSTS exactly as
@@ -15,7 +16,7 @@ levels, installed around the project's application by `machine_dispatch` (config
    included) -- is handed to level 2 with the body it already read, so every error answer,
    its logging and the database connection handling stay Django's.
 2. `MachineHandler`, Django's WSGI handler with no middleware and `flags.machine_urls` as its
-   URLconf (the Unleash client API, and OFREP's non-steady cases). Its request lifecycle is
+   URLconf (the Unleash client and frontend APIs, and OFREP's non-steady cases). Its request lifecycle is
    Django's own (request_started/finished signals, so database connections are managed as
    usual; the Host header is checked against ALLOWED_HOSTS).
 
@@ -41,7 +42,7 @@ from django.http.request import split_domain_port, validate_host
 
 from flags import ofrep, sdk_auth, snapshot
 
-MACHINE_PREFIXES = ("/ofrep/", "/api/client/")
+MACHINE_PREFIXES = ("/ofrep/", "/api/client/", "/api/frontend")
 MACHINE_URLCONF = "flags.machine_urls"
 BULK_PATH = "/ofrep/v1/evaluate/flags"
 SINGLE_PREFIX = BULK_PATH + "/"
@@ -61,16 +62,16 @@ class MachineHandler(WSGIHandler):
     """Django's WSGI handler without middleware, resolving against `flags.machine_urls`."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        get_response = self._get_response
+        get_response = self._get_response  # type: ignore[attr-defined]
 
         def machine(request: HttpRequest) -> HttpResponse:
             request.get_host()  # DisallowedHost -> 400, as CommonMiddleware would
             request.urlconf = MACHINE_URLCONF  # type: ignore[attr-defined]
             return get_response(request)
 
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
         self._middleware_chain = convert_exception_to_response(machine)
 
 
@@ -139,6 +140,7 @@ class OfrepApp:
             return self.fallback(environ, start_response)
         try:
             key_info = sdk_auth.authenticate(_Meta(environ))  # type: ignore[arg-type]
+            sdk_auth.require_kind(key_info, ofrep.OFREP_KINDS)
             compiled = snapshot.load(key_info.environment_id)
         except Exception:  # noqa: BLE001 - answered (and logged) by Django below
             return self.fallback(environ, start_response)
