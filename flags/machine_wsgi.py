@@ -16,9 +16,9 @@ levels, installed around the project's application by `machine_dispatch` (config
    included) -- is handed to level 2 with the body it already read, so every error answer,
    its logging and the database connection handling stay Django's.
 2. `MachineHandler`, Django's WSGI handler with no middleware and `flags.machine_urls` as its
-   URLconf (the Unleash client and frontend APIs, and OFREP's non-steady cases). Its request lifecycle is
-   Django's own (request_started/finished signals, so database connections are managed as
-   usual; the Host header is checked against ALLOWED_HOSTS).
+   URLconf (the Unleash client and frontend APIs, and OFREP's non-steady cases). Its request
+   lifecycle is Django's own (request_started/finished signals, so database connections are
+   managed as usual; the Host header is checked against ALLOWED_HOSTS).
 
 Everything else goes to the full application. A warm OFREP request does no database query,
 so level 1 does not send request_started/finished: a persistent connection opened by a cold
