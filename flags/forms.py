@@ -606,7 +606,7 @@ class EvaluateForm(forms.Form):
             props[key.strip()] = value.strip()
         return props
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
         if not self.errors:  # values the engine must not see (lone surrogates): a form error
             try:

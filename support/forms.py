@@ -148,7 +148,7 @@ class CustomerLookupForm(forms.Form):
             attributes[key] = value.strip()
         return attributes
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
         if not self.errors:  # values the engine must not see (lone surrogates): a form error
             try:
