@@ -327,3 +327,28 @@ def test_rollout_list_view__second_page__links_back_and_keeps_filters(rm_client)
     html = rm_client.get(url).content.decode()
     assert "55 rollouts · page 2 of 2" in html
     assert f'href="?release={release.pk}&amp;page=1"' in html
+
+
+def test_releases_page__4_and_60_releases_with_rollouts__same_queries_bounded_rows(rm_client):
+    def releases_with_rollouts(count: int, rollouts_each: int) -> None:
+        for _ in range(count):
+            many_rollouts(rollouts_each, release=ReleaseFactory())
+
+    url = reverse("rollouts:releases")
+    releases_with_rollouts(4, 3)
+    small = page_queries(rm_client, url)
+    releases_with_rollouts(56, 2)
+    releases_with_rollouts(1, selectors.ROLLOUTS_PER_RELEASE + 4)  # the newest: many rollouts
+
+    assert page_queries(rm_client, url) == small
+    response = rm_client.get(url)
+    rows = response.context["releases"]
+    assert len(rows) == selectors.RELEASES_PER_PAGE
+    assert response.context["page"].paginator.count == 61
+    newest = rows[0]
+    assert len(newest.rollouts) == selectors.ROLLOUTS_PER_RELEASE and newest.more_rollouts == 4
+    assert all(row.rollouts for row in rows)  # each shows its rollouts (with phases)
+    body = response.content.decode()
+    assert "and 4 more rollouts" in body and "page=2" in body
+    last = rm_client.get(url, {"page": 3}).context["releases"]
+    assert len(last) == 61 - 2 * selectors.RELEASES_PER_PAGE
