@@ -352,3 +352,24 @@ def test_releases_page__4_and_60_releases_with_rollouts__same_queries_bounded_ro
     assert "and 4 more rollouts" in body and "page=2" in body
     last = rm_client.get(url, {"page": 3}).context["releases"]
     assert len(last) == 61 - 2 * selectors.RELEASES_PER_PAGE
+
+
+def test_rollout_page__event_log_pages__older_events_on_page_two_same_queries(rm_client):
+    rollout = rollout_with_phases(10, 50, 100, state=State.RUNNING, current=1)
+    url = reverse("rollouts:detail", kwargs={"key": rollout.key})
+    for i in range(selectors.EVENT_LOG_LIMIT + 5):
+        RolloutEventFactory(
+            rollout=rollout, kind="note", reason=f"note {i:03d}", at=NOW + timedelta(minutes=i)
+        )
+    first = page_queries(rm_client, url)
+    assert page_queries(rm_client, url + "?events=2") == first
+
+    newest = rm_client.get(url).content.decode()
+    older = rm_client.get(url, {"events": 2})
+    body = older.content.decode()
+    assert "note 204" in newest and "note 004" not in newest and "?events=2" in newest
+    assert "note 004" in body and "note 000" in body and "note 204" not in body
+    assert "?events=1" in body and older.context["detail"].event_page == 2
+    # A page past the last (or not a number) shows the last (or the first) page.
+    assert rm_client.get(url, {"events": 99}).context["detail"].event_page == 2
+    assert rm_client.get(url, {"events": "x"}).context["detail"].event_page == 1
