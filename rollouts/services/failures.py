@@ -127,8 +127,9 @@ def _open_failure(rollout_id: int) -> AdvanceFailure:
 def advance_failure_retry(
     *, rollout_id: int, actor: AbstractBaseUser, now: datetime | None = None
 ) -> Rollout:
-    """A person fixed the cause: the step is tried at the next tick. A rollout held by its
-    failing hold runs again (the hold is cleared by this person)."""
+    """A person fixed the cause: the step is tried at the next tick, with a fresh retry
+    budget. A rollout held by its failing hold runs again (the hold is cleared by this
+    person)."""
     now = _now(now)
     failure = _open_failure(rollout_id)
     rollout = _lock(failure.rollout)
@@ -141,10 +142,7 @@ def advance_failure_retry(
             now=now,
             auto_resume=True,
         )
-    failure.attempts = 0
-    failure.hold = None
-    failure.retry_at = None
-    failure.save(update_fields=["attempts", "hold", "retry_at", "updated_at"])
+    failure.delete()  # a fresh budget: the next tick tries the step at once
     logger.info("rollout.advance_retried rollout_id=%s actor=%s", rollout_id, actor.pk)
     return rollout
 
