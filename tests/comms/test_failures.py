@@ -78,7 +78,7 @@ def test_events_sweep__poison_event_oldest__later_events_dispatched_poison_recor
 
 
 def test_events_sweep__failed_event__skipped_while_backing_off_then_dead(audiences):
-    poison, _ = poisoned_rollout(T0)
+    poisoned_rollout(T0)
     services.events_dispatch_pending(now=T0)
 
     services.events_dispatch_pending(now=T0 + 59 * SEC)
