@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 
 from core.exceptions import ApplicationError
@@ -113,9 +113,7 @@ def failure_retry(*, source: str, key: str, actor: AbstractBaseUser) -> str:
     return message
 
 
-def failure_discard(
-    *, source: str, key: str, actor: AbstractBaseUser, reason: str
-) -> DiscardedFailure:
+def failure_discard(*, source: str, key: str, actor: User, reason: str) -> DiscardedFailure:
     """Give up on a failed item for good, saying why (kept on the Failures page)."""
     reason = (reason or "").strip()
     if not reason:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from core.dashboard import panels
 from core.exceptions import ApplicationError
-from core.http import HtmxHttpRequest, done, render_page
+from core.http import AuthenticatedHttpRequest, HtmxHttpRequest, done, render_page
 from core.roles import SUPPORT, require, user_roles
 from core.selectors import scheduler_status
 
@@ -124,7 +124,7 @@ def failures(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require(FAILURES_PERM, "retry failed work")
 @require_POST
-def failure_retry(request: HtmxHttpRequest, source: str, key: str) -> HttpResponse:
+def failure_retry(request: AuthenticatedHttpRequest, source: str, key: str) -> HttpResponse:
     from core import failures as svc
 
     try:
@@ -137,7 +137,7 @@ def failure_retry(request: HtmxHttpRequest, source: str, key: str) -> HttpRespon
 
 @login_required
 @require(FAILURES_PERM, "discard failed work")
-def failure_discard(request: HtmxHttpRequest, source: str, key: str) -> HttpResponse:
+def failure_discard(request: AuthenticatedHttpRequest, source: str, key: str) -> HttpResponse:
     """GET: the confirmation page (asks why). POST: discard, recording who and why."""
     from core import failures as svc
 
