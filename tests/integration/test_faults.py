@@ -133,8 +133,11 @@ def test_poison_event_among_100__100_delivered_once_poison_dead_visible_retry_af
         lambda: len(receiver.processed) == GOOD + 1,
         timeout=60, what="the retried event's notice delivered", logs=celery_processes,
     )  # fmt: skip
+    wait_for(
+        lambda: Notice.objects.filter(rollout_event=poison_event, state="sent").exists(),
+        timeout=30, what="the retried event's notice finished", logs=celery_processes,
+    )  # fmt: skip
     assert not EventFailure.objects.exists()
-    assert Notice.objects.get(rollout_event=poison_event).state == Notice.State.SENT
     assert set(receiver.processed.values()) == {1}
     print(f"\npoison: {GOOD} good notices delivered once each; poison dead after 2 attempts")
 
