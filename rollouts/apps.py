@@ -15,3 +15,8 @@ class RolloutsConfig(AppConfig):
         register_panel(approvals_panel)
         register_panel(active_rollouts_panel)
         register_panel(upcoming_changes_panel)
+
+        from core.failures import register_source
+        from rollouts.failures import AdvanceFailures
+
+        register_source(AdvanceFailures())
