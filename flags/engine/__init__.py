@@ -25,7 +25,7 @@ Public API (import it from here: ``from flags.engine import compile_snapshot``):
 Modules, in dependency order (each documents the semantics it owns):
 
 - ``context``: the context's shape, Unleash's stringification, OFREP context mapping.
-- ``rust_regex``: the Rust ``regex`` dialect translated to Python ``re``.
+- ``rust_regex``: the Rust ``regex`` dialect translated to RE2 (linear-time matching).
 - ``operators``: constraint operators and value parsing (numbers, dates, SemVer, IPs).
 - ``evaluate``: ``Evaluation`` and reasons, bucketing, variants, rules, dependencies and
   ``Snapshot`` -- the per-evaluation code.
