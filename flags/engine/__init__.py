@@ -48,6 +48,7 @@ from flags.engine.evaluate import (
     bucket,
     variant_bucket,
 )
+from flags.engine.operators import rule_value_problem
 from flags.engine.rust_regex import translate_rust_regex
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "bucket",
     "compile_snapshot",
     "context_from_ofrep",
+    "rule_value_problem",
     "translate_rust_regex",
     "variant_bucket",
 ]
