@@ -56,6 +56,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from core.json_limits import loads_bounded
 from flags import engine, sdk_auth, snapshot
 
 logger = logging.getLogger(__name__)
@@ -116,8 +117,16 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return False
 
 
-def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
-    """CSRF-exempt, CORS, SDK-key auth (the view gets the key's KeyInfo), JSON errors."""
+ALL_KINDS = frozenset((sdk_auth.SERVER, sdk_auth.FRONTEND))
+
+
+def machine_view(
+    *methods: str, kinds: frozenset[str] = ALL_KINDS
+) -> Callable[[MachineView], MachineView]:
+    """CSRF-exempt, CORS, SDK-key auth (the view gets the key's KeyInfo), JSON errors.
+
+    `kinds`: the SDK key kinds this endpoint accepts (403 for the others).
+    """
     allowed = ", ".join((*methods, "OPTIONS"))
 
     def decorator(view: MachineView) -> MachineView:
@@ -128,6 +137,13 @@ def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
                 response = HttpResponse(status=204)
                 for name, value in PREFLIGHT_HEADERS.items():
                     response[name] = value
+                # SDKs add their own headers (unleash-sdk, unleash-appname, ...): no cookies
+                # are involved, so whatever a browser asks to send is allowed.
+                requested = request.META.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+                if requested.strip():
+                    response["Access-Control-Allow-Headers"] = (
+                        f"{PREFLIGHT_HEADERS['Access-Control-Allow-Headers']}, {requested.strip()}"
+                    )
                 response["Access-Control-Allow-Methods"] = allowed
                 return response
             if request.method not in methods:
@@ -138,6 +154,7 @@ def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
                 return response
             try:
                 key_info = sdk_auth.authenticate(request)
+                sdk_auth.require_kind(key_info, kinds)
                 return view(request, key_info, *args, **kwargs)
             except sdk_auth.AuthError as exc:
                 return ofrep_error("GENERAL", exc.detail, exc.status)
@@ -182,7 +199,7 @@ def _read_context(request: HttpRequest) -> tuple[dict[str, Any], dict[str, Any]]
     if not body.strip():
         return {}, {}
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)  # UTF-8 only, nesting depth limited
     except (ValueError, RecursionError) as exc:
         raise _BadRequest("PARSE_ERROR", f"The body is not valid JSON ({exc}).") from exc
     if not isinstance(data, dict):

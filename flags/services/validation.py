@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from core.exceptions import ApplicationError
-from flags.engine import rule_value_problem
+from flags.engine import rule_value_problem, translate_rust_regex
 from flags.models import Flag, Segment
 
 OPERATORS = {
@@ -79,9 +78,9 @@ def validate_constraints(
                 if problem:
                     raise ApplicationError(f"{label}: {problem}.")
             elif operator == "REGEX":
-                try:
-                    re.compile(str(value))
-                except re.error as exc:
+                try:  # the dialect the engine evaluates (Rust's regex), not Python's
+                    translate_rust_regex(str(value), bool(c.get("caseInsensitive")))
+                except ValueError as exc:
                     raise ApplicationError(f"{label}: invalid regular expression ({exc}).") from exc
             item["value"] = str(value)
         else:

@@ -111,25 +111,48 @@ def test_hook__deeply_nested_body__400_saying_so(client, running, depth):
 
 
 # --------------------------------------------------------------------------------------------
-# OFREP (parses its own body)
+# OFREP and the Unleash frontend API (they parse their own bodies)
 
 
-@pytest.mark.parametrize("depth", [900, 100_000])
-def test_ofrep__deeply_nested_context__400_not_500(client, depth):
-    from tests.flags.factories import SdkKeyFactory
+@pytest.fixture
+def sdk_keys(db):
+    from flags import services as flag_services
+    from flags.models import SdkKey
 
     env = EnvironmentFactory(key="production")
-    key = SdkKeyFactory(environment=env)
+    _, server = flag_services.sdk_key_create(environment=env, name="server", actor=None)
+    _, browser = flag_services.sdk_key_create(
+        environment=env, name="browser", actor=None, kind=SdkKey.Kind.FRONTEND
+    )
+    return server, browser
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 900, 100_000])
+def test_ofrep__deeply_nested_context__400_parse_error_saying_so(client, sdk_keys, depth):
     body = '{"context": {"targetingKey": "u1", "deep": ' + nested(depth) + "}}"
 
     response = client.post(
         "/ofrep/v1/evaluate/flags",
         body,
         content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {key.raw}",
+        HTTP_AUTHORIZATION=f"Bearer {sdk_keys[0]}",
     )
 
-    assert response.status_code < 500
+    assert response.status_code == 400
+    assert response.json()["errorCode"] == "PARSE_ERROR"
+    assert "nested more than" in response.json()["errorDetails"]
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 100_000])
+def test_frontend_api__deeply_nested_context__400_saying_so(client, sdk_keys, depth):
+    body = '{"context": {"userId": "u1", "properties": {"deep": ' + nested(depth) + "}}}"
+
+    response = client.post(
+        "/api/frontend", body, content_type="application/json", HTTP_AUTHORIZATION=sdk_keys[1]
+    )
+
+    assert response.status_code == 400
+    assert "nested more than" in response.content.decode()
 
 
 # --------------------------------------------------------------------------------------------
