@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
@@ -49,6 +50,8 @@ def _calendar_range(query: CalendarQuery) -> tuple[Any, Any]:
 @require("rollouts.view_rollout")
 def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
     query = CalendarQuery(request.GET)
+    if query.error:
+        return render(request, "400.html", {"message": query.error}, status=400)
     first, last = _calendar_range(query)
     tz = query.tz
     start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
