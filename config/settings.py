@@ -294,6 +294,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Stable names for choice sets used by several serializers (`check --deploy` is clean).
+    "ENUM_NAME_OVERRIDES": {
+        "AudienceKindEnum": "comms.models.Audience.Kind",
+        "NoticeEventEnum": "comms.models.NoticeEvent",
+        "RollbackModeEnum": "rollouts.models.Rollout.RollbackMode",
+    },
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
