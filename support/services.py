@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from comms.models import DocLink, FeedToken, http_url_validator
+from comms.models import DocLink, http_url_validator
 from core import outbound
 from core.exceptions import ApplicationError
 from core.queue import enqueue_on_commit
@@ -317,26 +317,3 @@ def doclinks_check(
                 broken += 1
     logger.info("doclinks.checked checked=%d ok=%d broken=%d", ok + broken, ok, broken)
     return CheckSummary(checked=ok + broken, ok=ok, broken=broken)
-
-
-# --------------------------------------------------------------------------------------------
-# Feed tokens
-
-
-def feed_token_get_or_create(*, user: AbstractBaseUser) -> FeedToken:
-    token, created = FeedToken.objects.get_or_create(user=user)
-    if created:
-        logger.info("feed_token.created user_id=%s", user.pk)
-    return token
-
-
-@transaction.atomic
-def feed_token_reset(*, user: AbstractBaseUser) -> FeedToken:
-    """A new secret for the user's feed URL; the old URL stops working at once."""
-    from comms.models import _new_token
-
-    token, _ = FeedToken.objects.select_for_update().get_or_create(user=user)
-    token.token = _new_token()
-    token.save(update_fields=["token", "updated_at"])
-    logger.info("feed_token.reset user_id=%s", user.pk)
-    return token

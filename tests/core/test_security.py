@@ -112,7 +112,7 @@ def _production_env(**extra: str) -> dict[str, str]:
         "SECRET_KEY": "k3Yp-" + "q8Zr7wV2mN4xT6bL0cJ9hF1sD5gA3eU" * 2,
         "ALLOWED_HOSTS": "rollcall.example.com",
         "SITE_URL": "https://rollcall.example.com",
-        "SQLITE_PATH": "/tmp/rollcall-check-deploy.sqlite3",  # noqa: S108 - never opened
+        "SQLITE_PATH": "/tmp/rollcall-check-deploy.sqlite3",
         **extra,
     }
 
