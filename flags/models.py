@@ -49,7 +49,8 @@ class SdkKey(BaseModel):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="sdk_keys")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
-    prefix = models.CharField(max_length=16, help_text="First characters, shown to identify it.")
+    # The key's public id (not secret): rc_<environment>_<public id><32 secret characters>.
+    prefix = models.CharField(max_length=16, help_text="Public id, shown to identify the key.")
     key_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -65,9 +66,14 @@ class SdkKey(BaseModel):
     def __str__(self) -> str:
         return f"{self.name} ({self.masked})"
 
+    PUBLIC_ID_LENGTH = 4
+
     @property
     def masked(self) -> str:
-        return f"{self.prefix}…"
+        """`rc_production_k7Qx…`: the environment and the public id, no secret character.
+        Keys made before public ids existed show the environment only."""
+        public_id = "" if self.prefix.startswith("rc_") else self.prefix
+        return f"rc_{self.environment.key}_{public_id}…"
 
     @property
     def is_active(self) -> bool:

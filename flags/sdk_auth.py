@@ -86,6 +86,9 @@ def authenticate(request: HttpRequest) -> KeyInfo:
             403,
             f"This SDK key belongs to the environment {info.environment_key!r}, not {wanted!r}.",
         )
+    from flags import sdk_usage  # last_used_at, batched (never a write per request)
+
+    sdk_usage.record_use(info.sdk_key_id)
     return info
 
 
