@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from comms.models import DocLink
 from core.models import FeedToken
-from rollouts.models import Release, Rollout
 from core.services import feed_token_create
+from rollouts.models import Release, Rollout
 from tests.support.factories import (
     DocLinkFactory,
     EnvironmentFactory,
