@@ -12,8 +12,8 @@ Rendering substitutes each variable for the target it is rendered into ("flavour
 - slack: Slack's mrkdwn, with `&`, `<` and `>` escaped as Slack asks.
 Only the template's own text (written by a release manager) can carry formatting, and only
 safe formatting, in every flavour (email, Teams, Slack, webhooks): links whose target is not
-http(s)/mailto lose their target, images become their alt text and raw HTML tags are removed
-(`_safe_template_source`).
+http(s)/mailto lose their target, images become their alt text and raw HTML is never a tag
+(shown as text in Markdown and HTML, dropped from plain text; `_safe_template_source`).
 """
 
 from __future__ import annotations
@@ -235,11 +235,12 @@ _SAFE_AUTOLINK = re.compile(r"(<(?:https?://|mailto:)[^<>\s]*>)", re.I)
 _RAW_HTML = re.compile(r"<[A-Za-z/!?][^>]*>|<!--.*?-->", re.S)
 
 
-def _safe_template_source(source: str) -> str:
+def _safe_template_source(source: str, flavour: str) -> str:
     """The template author's own Markdown without what a channel could run or fetch:
-    `[x](javascript:...)` becomes `x`, `![alt](...)` becomes `alt` (no tracking pixels), unsafe
-    reference definitions go, and raw HTML (`<img onerror=...>`, `<script>`) is removed while
-    `<https://...>` autolinks stay."""
+    `[x](javascript:...)` becomes `x`, `![alt](...)` becomes `alt` (no tracking pixels) and
+    unsafe reference definitions go. Raw HTML (`<img onerror=...>`, `<script>`) never stays a
+    tag: Markdown (Teams, webhooks, the HTML part) shows it as text (`&lt;b>`), plain text drops
+    it, Slack's flavour escapes it anyway. `<https://...>` autolinks stay."""
 
     def link(match: re.Match[str]) -> str:
         bang, label, target = match.groups()
@@ -249,9 +250,15 @@ def _safe_template_source(source: str) -> str:
 
     out = _MD_LINK.sub(link, source)
     out = _MD_REFERENCE.sub(lambda m: m.group(0) if _SAFE_TARGET.match(m.group(1)) else "", out)
+    if flavour == "slack":
+        return out
+
+    def tag(match: re.Match[str]) -> str:
+        return "" if flavour == "text" else "&lt;" + match.group(0)[1:]
+
     parts = _SAFE_AUTOLINK.split(out)
     return "".join(
-        part if index % 2 else _RAW_HTML.sub("", part) for index, part in enumerate(parts)
+        part if index % 2 else _RAW_HTML.sub(tag, part) for index, part in enumerate(parts)
     )
 
 
@@ -264,7 +271,7 @@ def _fill(source: str, context: Mapping[str, Any], flavour: str) -> str:
 
     # Stray NUL characters from a writer could forge placeholders: drop them first.
     marked = _TAG.sub(placeholder, source.replace("\x00", ""))
-    marked = _safe_template_source(marked)
+    marked = _safe_template_source(marked, flavour)
     if flavour == "slack":
         marked = _markdown_to_slack(marked)
     return _PLACEHOLDER_RE.sub(lambda m: values[int(m.group(1))], marked)

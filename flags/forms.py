@@ -15,7 +15,7 @@ from typing import Any, cast
 from django import forms
 from django.core.validators import RegexValidator
 
-from flags.models import Environment, Flag, flag_key_validator
+from flags.models import Environment, Flag, SdkKey, flag_key_validator
 from flags.services import OPERATORS, RESERVED_FLAG_KEYS, SINGLE_VALUE_OPERATORS, TOTAL_WEIGHT
 
 
@@ -673,3 +673,13 @@ class SdkKeyCreateForm(forms.Form):
     name = forms.CharField(
         label="Key name", max_length=100, help_text="Who uses it, e.g. “checkout-service”."
     )
+    kind = forms.ChoiceField(
+        label="Kind",
+        choices=SdkKey.Kind.choices,
+        required=False,
+        initial=SdkKey.Kind.SERVER,
+        help_text="Frontend keys only get evaluated answers: safe in a browser or mobile app.",
+    )
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or SdkKey.Kind.SERVER

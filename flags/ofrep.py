@@ -116,8 +116,16 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return False
 
 
-def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
-    """CSRF-exempt, CORS, SDK-key auth (the view gets the key's KeyInfo), JSON errors."""
+ALL_KINDS = frozenset((sdk_auth.SERVER, sdk_auth.FRONTEND))
+
+
+def machine_view(
+    *methods: str, kinds: frozenset[str] = ALL_KINDS
+) -> Callable[[MachineView], MachineView]:
+    """CSRF-exempt, CORS, SDK-key auth (the view gets the key's KeyInfo), JSON errors.
+
+    `kinds`: the SDK key kinds this endpoint accepts (403 for the others).
+    """
     allowed = ", ".join((*methods, "OPTIONS"))
 
     def decorator(view: MachineView) -> MachineView:
@@ -128,6 +136,13 @@ def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
                 response = HttpResponse(status=204)
                 for name, value in PREFLIGHT_HEADERS.items():
                     response[name] = value
+                # SDKs add their own headers (unleash-sdk, unleash-appname, ...): no cookies
+                # are involved, so whatever a browser asks to send is allowed.
+                requested = request.META.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+                if requested.strip():
+                    response["Access-Control-Allow-Headers"] = (
+                        f"{PREFLIGHT_HEADERS['Access-Control-Allow-Headers']}, {requested.strip()}"
+                    )
                 response["Access-Control-Allow-Methods"] = allowed
                 return response
             if request.method not in methods:
@@ -138,6 +153,7 @@ def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
                 return response
             try:
                 key_info = sdk_auth.authenticate(request)
+                sdk_auth.require_kind(key_info, kinds)
                 return view(request, key_info, *args, **kwargs)
             except sdk_auth.AuthError as exc:
                 return ofrep_error("GENERAL", exc.detail, exc.status)

@@ -11,7 +11,7 @@ def scrub_secret_prefixes(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("flags", "0001_flags_environments_segments"),
+        ("flags", "0002_flag_keys_unicode_frontend_sdk_keys"),
     ]
 
     operations = [
