@@ -54,7 +54,7 @@ class SdkKey(BaseModel):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="sdk_keys")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
-    # The key's public id (not secret): rc_<environment>_<public id><32 secret characters>.
+    # The key's public id (not secret): rc_<environment>_<public id>_<32 secret characters>.
     prefix = models.CharField(max_length=16, help_text="Public id, shown to identify the key.")
     key_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(
@@ -75,10 +75,11 @@ class SdkKey(BaseModel):
 
     @property
     def masked(self) -> str:
-        """`rc_production_k7Qx…`: the environment and the public id, no secret character.
+        """`rc_production_k7Qx_…`: the environment and the public id, no secret character.
         Keys made before public ids existed show the environment only."""
-        public_id = "" if self.prefix.startswith("rc_") else self.prefix
-        return f"rc_{self.environment.key}_{public_id}…"
+        if not self.prefix or self.prefix.startswith("rc_"):
+            return f"rc_{self.environment.key}_…"
+        return f"rc_{self.environment.key}_{self.prefix}_…"
 
     @property
     def is_active(self) -> bool:

@@ -134,10 +134,10 @@ def sdk_key_create(
     name = (name or "").strip() or f"{environment.key} {kind} key"
     if len(name) > 100:
         raise ApplicationError("Keep the key's name under 100 characters.", field="name")
-    # rc_<environment>_<public id><secret>: the 4-character public id is what is shown to
+    # rc_<environment>_<public id>_<secret>: the 4-character public id is what is shown to
     # recognise the key later (SdkKey.masked); the 32 secret characters are never shown again.
     public_id = _sdk_key_secret()[: SdkKey.PUBLIC_ID_LENGTH]
-    raw = f"rc_{environment.key}_{public_id}{_sdk_key_secret()}"
+    raw = f"rc_{environment.key}_{public_id}_{_sdk_key_secret()}"
     sdk_key = SdkKey(
         environment=environment,
         name=name,

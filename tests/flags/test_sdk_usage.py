@@ -99,9 +99,9 @@ def test_sdk_key_masked__environment_and_public_id_only():
     sdk_key, raw = services.sdk_key_create(environment=env, name="svc", actor=None)
 
     shown = sdk_key.masked
-    assert shown == f"rc_qa_{sdk_key.prefix}…"
+    assert shown == f"rc_qa_{sdk_key.prefix}_…"
     assert len(sdk_key.prefix) == SdkKey.PUBLIC_ID_LENGTH
-    secret = raw[len("rc_qa_") + SdkKey.PUBLIC_ID_LENGTH :]
+    secret = raw.rsplit("_", 1)[1]
     assert len(secret) == 32
     assert raw.startswith(shown.rstrip("…"))
     assert secret[:4] not in shown
