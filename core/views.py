@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from core.dashboard import panels
 from core.exceptions import ApplicationError
 from core.http import AuthenticatedHttpRequest, HtmxHttpRequest, done, render_page
-from core.roles import SUPPORT, require, user_roles
+from core.roles import ADMINS, SUPPORT, require, user_roles
 from core.selectors import scheduler_status
 
 logger = logging.getLogger(__name__)
@@ -80,15 +80,21 @@ def _check_broker() -> str | None:
     return None
 
 
+def _sees_readiness_details(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and ADMINS in user_roles(user))
+
+
 @never_cache
 def readyz(request: HttpRequest) -> HttpResponse:
+    """Ready or not for everyone (load balancers); which check failed and why for admins
+    only: error text names hosts, ports and database names."""
     checks = {"database": _check_database(), "broker": _check_broker()}
     failed = {name: error for name, error in checks.items() if error}
-    body = {
-        "status": "ready" if not failed else "not ready",
-        "checks": {name: ("ok" if not error else "failed") for name, error in checks.items()},
-        "errors": failed,
-    }
+    body: dict[str, Any] = {"status": "ready" if not failed else "not ready"}
+    if _sees_readiness_details(request):
+        body["checks"] = {name: ("ok" if not error else "failed") for name, error in checks.items()}
+        body["errors"] = failed
     if failed:
         logger.warning("readyz.failed checks=%s", ",".join(failed))
     return JsonResponse(body, status=503 if failed else 200)

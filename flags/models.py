@@ -54,7 +54,8 @@ class SdkKey(BaseModel):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="sdk_keys")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
-    prefix = models.CharField(max_length=16, help_text="First characters, shown to identify it.")
+    # The key's public id (not secret): rc_<environment>_<public id>_<32 secret characters>.
+    prefix = models.CharField(max_length=16, help_text="Public id, shown to identify the key.")
     key_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -70,9 +71,15 @@ class SdkKey(BaseModel):
     def __str__(self) -> str:
         return f"{self.name} ({self.masked})"
 
+    PUBLIC_ID_LENGTH = 4
+
     @property
     def masked(self) -> str:
-        return f"{self.prefix}…"
+        """`rc_production_k7Qx_…`: the environment and the public id, no secret character.
+        Keys made before public ids existed show the environment only."""
+        if not self.prefix or self.prefix.startswith("rc_"):
+            return f"rc_{self.environment.key}_…"
+        return f"rc_{self.environment.key}_{self.prefix}_…"
 
     @property
     def is_active(self) -> bool:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("releases/<int:pk>/edit/", releases.release_edit, name="release_edit"),
     # Rollout safety: these fixed paths come before "<key>/" (the keys are reserved).
     path("calendar/", calendar.calendar, name="calendar"),
+    path("calendar/feed-token", calendar.calendar_feed_token, name="calendar_feed_token"),
     path("calendar/<str:token>.ics", calendar.calendar_feed, name="calendar_feed"),
     path("approvals/", safety.approvals, name="approvals"),
     path(
