@@ -45,9 +45,18 @@
     if (xhr.status === 403) text = "You do not have permission to do this.";
     addToast(text, "error");
   });
+  // An error summary (a failed save) takes the focus, so it is seen and read out at once.
+  function focusSummary(root) {
+    var el = (root || document).querySelector("[data-autofocus]");
+    if (!el) return;
+    el.scrollIntoView({ block: "start" });
+    el.focus({ preventScroll: true });
+  }
+  document.addEventListener("htmx:afterSettle", function (e) { focusSummary(e.detail.elt); });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("#toasts .toast").forEach(function (el) {
       setTimeout(function () { el.remove(); }, 8000);
     });
+    focusSummary(document);
   });
 })();
