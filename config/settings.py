@@ -68,6 +68,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "core.middleware.HtmxLoginRedirectMiddleware",
     "core.middleware.DataErrorMiddleware",
+    "core.middleware.ConfirmMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
 ]
 

@@ -36,7 +36,17 @@
   document.addEventListener("submit", function (e) {
     var form = e.target;
     var msg = form.getAttribute("data-confirm");
-    if (msg && !form.hasAttribute("hx-post") && !window.confirm(msg)) e.preventDefault();
+    if (!msg || form.hasAttribute("hx-post")) return;
+    if (!window.confirm(msg)) { e.preventDefault(); return; }
+    // Asked here: the server's "Are you sure?" step (for browsers without JavaScript) is skipped.
+    var done = form.querySelector("input[name=_confirmed]");
+    if (!done) {
+      done = document.createElement("input");
+      done.type = "hidden";
+      done.name = "_confirmed";
+      form.appendChild(done);
+    }
+    done.value = "1";
   });
   // Show server errors from htmx requests as toasts instead of failing silently.
   document.addEventListener("htmx:responseError", function (e) {

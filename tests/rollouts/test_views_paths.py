@@ -52,7 +52,7 @@ def test_plan_save_fails__plain_post__error_summary_links_each_field_and_keeps_i
     # It comes first in the form, takes the focus, and the form posts back to it.
     assert html.index('id="error-summary"') < html.index('id="phase-rows"')
     assert "data-autofocus" in summary.split(">", 1)[0] + ">"
-    assert "#plan-editor\"" in html.split('<form id="plan-editor"', 1)[1].split(">", 1)[0]
+    assert '#plan-editor"' in html.split('<form id="plan-editor"', 1)[1].split(">", 1)[0]
     # The typed input stays, and a toast says it was not saved.
     assert 'value="Canary"' in html and 'value="500"' in html
     assert "toast-error" in html and "The plan was not saved" in html.split('id="toasts"')[1]
