@@ -144,6 +144,48 @@ def rollout_schedule(
     return rollout
 
 
+@transaction.atomic
+def rollout_start_when_approved(
+    *, rollout: Rollout, actor: AbstractBaseUser | None, source: str, now: datetime | None = None
+) -> Rollout:
+    """draft -> scheduled to start now: the scheduler starts it as soon as phase 1's gates
+    (approval, checklist) are satisfied, so nobody has to come back to press Start.
+
+    Phase 1 gets the start time `now`; its approval is requested if it needs one.
+    """
+    _source(source)
+    now = _now(now)
+    rollout = _lock(rollout)
+    if rollout.state != State.DRAFT:
+        raise _illegal(rollout, "schedule")
+    phases = _phases(rollout)
+    if not phases:
+        raise ApplicationError("A rollout plan needs at least one phase.", field="phases")
+    _check_no_other_live(rollout)
+    first = phases[0]
+    first.start_rule = Phase.StartRule.AT
+    first.start_at = now
+    first.save(update_fields=["start_rule", "start_at", "updated_at"])
+    rollout.state = State.SCHEDULED
+    rollout.next_due_at = _due(rollout, phases)
+    _save_live(rollout, actor, ["state", "next_due_at"])
+    _record(
+        rollout,
+        kind=Kind.SCHEDULED,
+        source=source,
+        actor=actor,
+        at=now,
+        due_at=rollout.next_due_at,
+        to_phase=0,
+        to_percentage=first.percentage,
+        reason="Starts as soon as phase 1 is approved.",
+        data={"when_approved": True},
+    )
+    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+    logger.info("rollout.scheduled_when_approved rollout_id=%s", rollout.id)
+    return rollout
+
+
 def _save_live(rollout: Rollout, actor: AbstractBaseUser | None, fields: list[str]) -> None:
     """Save a rollout entering a live state; the database allows one per flag and environment."""
     try:

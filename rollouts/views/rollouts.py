@@ -101,6 +101,14 @@ ACTIONS: dict[str, ActionSpec] = {
             ),
         ),
         ActionSpec(
+            "start_when_approved",
+            "Start when approved",
+            "◷",
+            run=lambda *, rollout, actor, reason, expected, **_: (
+                services.rollout_start_when_approved(rollout=rollout, actor=actor, source=Source.UI)
+            ),
+        ),
+        ActionSpec(
             "advance_now",
             "Advance now",
             "»",
@@ -182,11 +190,21 @@ ACTIONS: dict[str, ActionSpec] = {
 }
 
 
-def visible_actions(rollout: Rollout, user: Any) -> list[ActionSpec]:
-    """The action buttons this person sees: none without the change permission."""
+def visible_actions(
+    rollout: Rollout, user: Any, gate: services.GateStatus | None = None
+) -> list[ActionSpec]:
+    """The action buttons this person sees: none without the change permission.
+
+    `gate` is the next phase's gate: while it is not satisfied, Start and Advance now are not
+    offered (they could only fail); a draft offers "Start when approved" instead.
+    """
     if not user.has_perm("rollouts.change_rollout"):
         return []
-    allowed = services.allowed_actions(rollout)
+    allowed = set(services.allowed_actions(rollout))
+    if gate is not None and not gate.satisfied:
+        allowed -= {"start", "advance_now"}
+        if rollout.state == Rollout.State.DRAFT and not gate.promotion:
+            allowed.add("start_when_approved")
     return [spec for key, spec in ACTIONS.items() if key in allowed]
 
 
@@ -277,7 +295,9 @@ def _detail_context(request: HttpRequest, detail: selectors.RolloutDetail) -> di
         "rollout": rollout,
         "row": detail.row,
         "spec": spec,
-        "actions": visible_actions(rollout, request.user),
+        "actions": visible_actions(
+            rollout, request.user, detail.safety.gate if detail.safety else None
+        ),
         "can_edit_plan": can_change and "edit_plan" in allowed,
         "timeline_svg": charts.phase_timeline_svg(
             detail.timeline,
@@ -412,6 +432,7 @@ def rollout_action(request: AuthenticatedHttpRequest, key: str, action: str) -> 
     past = {
         "start": "started",
         "schedule": "scheduled",
+        "start_when_approved": "scheduled: it starts as soon as phase 1 is approved",
         "advance_now": "advanced to its next phase",
         "pause": "paused",
         "hold": "held",

@@ -75,3 +75,69 @@ def test_plan_editor__add_a_phase__no_error_summary(rm_client, draft):
     rows = [row("", "500", soak="")]
     html = rm_client.post(plan_url(draft), plan_post(rows, op="add")).content.decode()
     assert 'id="error-summary"' not in html
+
+
+# 3. The primary button is always the next legal action.
+
+
+@pytest.fixture
+def gated_draft(env, release_manager):
+    from tests.rollouts.factories import gate_policy
+
+    gate_policy(env, min_percentage=0)
+    return make_rollout(environment=env, phases=soak_plan(10, 100), actor=release_manager)
+
+
+def header(client, rollout: Rollout) -> str:
+    html = client.get(reverse("rollouts:detail", kwargs={"key": rollout.key})).content.decode()
+    return html.split('id="rollout-header"', 1)[1].split('id="safety"', 1)[0]
+
+
+def test_detail__approval_needed_before_start__request_approval_is_primary_and_no_start(
+    rm_client, gated_draft
+):
+    html = header(rm_client, gated_draft)
+    assert 'class="btn btn-primary"><span aria-hidden="true">✋</span> Request approval' in html
+    assert "Start when approved" in html
+    assert "</span> Start</button>" not in html
+    assert "Before it starts:" in html and "needs approval" in html
+
+
+def test_detail__approval_requested__start_when_approved_is_primary(
+    rm_client, gated_draft, release_manager
+):
+    services.approval_request(rollout=gated_draft, actor=release_manager, source=UI)
+    html = header(rm_client, gated_draft)
+    assert "Request approval</button>" not in html
+    assert 'btn-primary"><span aria-hidden="true">◷</span> Start when approved' in html
+    assert "</span> Start</button>" not in html
+    assert "waits for approval: 0 of 1" in html
+
+
+def test_detail__approved__start_is_primary(rm_client, gated_draft, release_manager, approver):
+    request = services.approval_request(rollout=gated_draft, actor=release_manager, source=UI)
+    services.approval_decide(approval=request, actor=approver, decision="approve", source=UI)
+    html = header(rm_client, gated_draft)
+    assert 'class="btn btn-primary"><span aria-hidden="true">▶</span> Start</button>' in html
+    assert "Start when approved" not in html and "Request approval</button>" not in html
+
+
+def test_detail__no_gate__start_offered_without_start_when_approved(rm_client, draft):
+    html = header(rm_client, draft)
+    assert "</span> Start</button>" in html and "Start when approved" not in html
+
+
+def test_start_when_approved__scheduler_starts_it_once_approved(rm_client, gated_draft, approver):
+    response = rm_client.post(action_url(gated_draft, "start_when_approved"))
+    assert response.status_code == 302
+    rollout = Rollout.objects.get(pk=gated_draft.pk)
+    assert rollout.state == Rollout.State.SCHEDULED
+    request = rollout.approvals.get(state="pending")
+    # The sweep waits while the approval is pending...
+    services.rollouts_advance_due(now=rollout.next_due_at + timedelta(minutes=1))
+    assert Rollout.objects.get(pk=rollout.pk).state == Rollout.State.SCHEDULED
+    # ...and starts the rollout on the first sweep after it is approved.
+    services.approval_decide(approval=request, actor=approver, decision="approve", source=UI)
+    services.rollouts_advance_due(now=rollout.next_due_at + timedelta(minutes=2))
+    rollout = Rollout.objects.get(pk=rollout.pk)
+    assert rollout.state == Rollout.State.RUNNING and rollout.current_phase_index == 0
