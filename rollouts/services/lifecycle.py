@@ -110,9 +110,18 @@ def _check_schedulable(rollout: Rollout, phases: Sequence[Phase], now: datetime)
 
 @transaction.atomic
 def rollout_schedule(
-    *, rollout: Rollout, actor: AbstractBaseUser | None, source: str, now: datetime | None = None
+    *,
+    rollout: Rollout,
+    actor: AbstractBaseUser | None,
+    source: str,
+    now: datetime | None = None,
+    start_at: datetime | None = None,
 ) -> Rollout:
-    """draft -> scheduled: the scheduler starts it at phase 1's `at` time."""
+    """draft -> scheduled: the scheduler starts it at phase 1's `at` time.
+
+    `start_at` first gives phase 1 that start time (e.g. "now + the longest notice lead time",
+    offered when starting now would send a briefing too late).
+    """
     _source(source)
     now = _now(now)
     rollout = _lock(rollout)
@@ -121,6 +130,10 @@ def rollout_schedule(
     phases = _phases(rollout)
     if not phases:
         raise ApplicationError("A rollout plan needs at least one phase.", field="phases")
+    if start_at is not None and start_at > now:
+        phases[0].start_rule = Phase.StartRule.AT
+        phases[0].start_at = start_at
+        phases[0].save(update_fields=["start_rule", "start_at", "updated_at"])
     _check_schedulable(rollout, phases, now)
     _check_no_other_live(rollout)
     rollout.state = State.SCHEDULED

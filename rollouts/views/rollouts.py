@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.contrib import messages
@@ -18,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from core.dashboard import render_sections
+from core.dashboard import render_sections, run_checks
 from core.exceptions import ApplicationError, ConflictError
 from core.http import AuthenticatedHttpRequest, done, render_page, toast
 from core.roles import require
@@ -96,8 +97,10 @@ ACTIONS: dict[str, ActionSpec] = {
             "schedule",
             "Schedule",
             "◷",
-            run=lambda *, rollout, actor, reason, expected, **_: services.rollout_schedule(
-                rollout=rollout, actor=actor, source=Source.UI
+            run=lambda *, rollout, actor, reason, expected, start_at=None, **_: (
+                services.rollout_schedule(
+                    rollout=rollout, actor=actor, source=Source.UI, start_at=start_at
+                )
             ),
         ),
         ActionSpec(
@@ -269,6 +272,35 @@ def rollout_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render_page(request, "rollouts/new.html", context, partial=partial)
 
 
+def _aware(value: str) -> datetime | None:
+    """An ISO date-time with its offset (as the page wrote it), or None."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _start_warnings(rollout: Rollout, now: datetime) -> dict[str, Any]:
+    """Lead-time notices that starting a draft now would miss, and the start that meets them
+    all (now + the largest shortfall, rounded up to a quarter hour)."""
+    if rollout.state != Rollout.State.DRAFT:
+        return {"start_warnings": []}
+    warnings = run_checks("rollout_start", rollout=rollout, now=now)
+    if not warnings:
+        return {"start_warnings": []}
+    short_by = max(w["short_by"] for w in warnings)
+    later = now + short_by + timedelta(minutes=1)
+    later += timedelta(minutes=(15 - later.minute % 15) % 15)
+    later = later.replace(second=0, microsecond=0)
+    words = " ".join(w["message"] for w in warnings)
+    return {
+        "start_warnings": warnings,
+        "schedule_at": later,
+        "start_confirm": f"Start now? {words} Schedule the start instead to brief them in time.",
+    }
+
+
 def _form_error(form: Any, exc: ApplicationError) -> None:
     field = exc.field if exc.field in form.fields else None
     if exc.field == "flag" and form.cleaned_data.get("flag_choice") == "new":
@@ -318,6 +350,7 @@ def _detail_context(request: HttpRequest, detail: selectors.RolloutDetail) -> di
             spec.ofrep_example(rollout, request.build_absolute_uri("/")) if spec else ""
         ),
         "polling": not rollout.is_final,
+        **(_start_warnings(rollout, detail.now) if can_change else {"start_warnings": []}),
         **_safety_context(request, detail, can_change=can_change),
     }
 
@@ -403,6 +436,7 @@ def rollout_action(request: AuthenticatedHttpRequest, key: str, action: str) -> 
     expected = int(expected_raw) if expected_raw.lstrip("-").isdigit() else None
     override = spec.overridable and request.POST.get("override") in ("1", "on", "true")
     mode = request.POST.get("mode", "")
+    start_at = _aware(request.POST.get("start_at", "")) if action == "schedule" else None
     try:
         if spec.reason == "required" and not reason:
             raise ApplicationError(f"{spec.label}: say why (it is recorded).", field="reason")
@@ -418,6 +452,7 @@ def rollout_action(request: AuthenticatedHttpRequest, key: str, action: str) -> 
             expected=expected,
             override=override,
             mode=mode if mode in Rollout.RollbackMode.values else "",
+            start_at=start_at,
         )
     except ApplicationError as exc:
         logger.info("rollout.action_refused key=%s action=%s reason=%s", key, action, exc.code)

@@ -141,3 +141,61 @@ def test_start_when_approved__scheduler_starts_it_once_approved(rm_client, gated
     services.rollouts_advance_due(now=rollout.next_due_at + timedelta(minutes=2))
     rollout = Rollout.objects.get(pk=rollout.pk)
     assert rollout.state == Rollout.State.RUNNING and rollout.current_phase_index == 0
+
+
+# 4. Starting now warns when a lead-time notice cannot be met, and offers Schedule.
+
+
+@pytest.fixture
+def briefed_draft(env):
+    """A draft whose plan briefs Customer support 24 h before each phase (the default)."""
+    from comms.models import Audience
+    from tests.comms.factories import AudienceFactory
+
+    AudienceFactory(name="Customer support", kind=Audience.Kind.CUSTOMER_SUPPORT)
+    return make_rollout(environment=env, phases=soak_plan(5, 25, 100, soak=timedelta(hours=24)))
+
+
+def test_detail__start_now_misses_a_briefing__warns_and_offers_schedule(rm_client, briefed_draft):
+    html = header(rm_client, briefed_draft)
+    warning = html.split('id="start-warning"', 1)[1].split("</div>", 1)[0]
+    assert "Customer support would not get the notice 24 h before Phase 1 (5%) in time." in warning
+    assert "Schedule the start for" in warning
+    # Start asks first (in the browser and, without JavaScript, on the server).
+    start = html.split("/actions/start/", 1)[1].split("</form>", 1)[0]
+    assert 'hx-confirm="Start now? Customer support would not get' in start
+    assert 'name="_confirm" value="Start now?' in start
+    assert "btn-primary" not in start  # Schedule is the primary action now
+
+
+def test_detail__schedule_from_the_warning__phase_1_starts_after_the_lead_time(
+    rm_client, briefed_draft
+):
+    from tests.core.forms_helper import submit
+
+    html = rm_client.get(
+        reverse("rollouts:detail", kwargs={"key": briefed_draft.key})
+    ).content.decode()
+    response = submit(rm_client, html, "/actions/schedule/")
+    assert response.status_code == 302
+    rollout = Rollout.objects.get(pk=briefed_draft.pk)
+    assert rollout.state == Rollout.State.SCHEDULED
+    first = rollout.phases.order_by("order").first()
+    assert first.start_at is not None
+    assert first.start_at - rollout.events.get(kind="scheduled").at >= timedelta(hours=24)
+    # The header no longer warns: every briefing can go out in time.
+    assert 'id="start-warning"' not in header(rm_client, rollout)
+
+
+def test_detail__draft_notices__none_listed_as_planned_in_the_past(rm_client, briefed_draft):
+    html = rm_client.get(
+        reverse("rollouts:detail", kwargs={"key": briefed_draft.key})
+    ).content.decode()
+    notices = html.split('id="rollout-notices-title"', 1)[1].split("</section>", 1)[0]
+    phase_1 = [li for li in notices.split("<li>") if "before Phase 1 (5%)" in li]
+    assert phase_1 and "Too late" in phase_1[0] and "Planned" not in phase_1[0]
+    assert "too late if it starts now" in phase_1[0]
+
+
+def test_detail__no_briefing_missed__no_warning(rm_client, draft):
+    assert 'id="start-warning"' not in header(rm_client, draft)
