@@ -423,8 +423,8 @@ def start_warnings(*, rollout: Rollout, now: datetime) -> list[dict[str, Any]]:
         return []
     return [
         {
-            "message": f"{item.audience.name} would not get the notice {format_duration(item.lead_time)} "
-            f"before {_phase_label(item.phase)} in time.",
+            "message": f"{item.audience.name} would not get the notice "
+            f"{format_duration(item.lead_time)} before {_phase_label(item.phase)} in time.",
             "short_by": now - item.at,
         }
         for item in planned_notices(rollout, now)
