@@ -248,7 +248,8 @@ def rollout_create(request: AuthenticatedHttpRequest) -> HttpResponse:
                     flag_key=(d["flag_key"] or None) if d["flag_choice"] == "new" else None,
                     key=d["key"] or None,
                     timezone=d["timezone"],
-                    template=d["template"] or None,
+                    template=None if d.get("phases") else (d["template"] or None),
+                    phases=d.get("phases"),
                 )
             except ApplicationError as exc:
                 _form_error(form, exc)
@@ -303,6 +304,8 @@ def _start_warnings(rollout: Rollout, now: datetime) -> dict[str, Any]:
 
 def _form_error(form: Any, exc: ApplicationError) -> None:
     field = exc.field if exc.field in form.fields else None
+    if (exc.field or "").startswith("phases") and form.cleaned_data.get("phases"):
+        field = "phases_text"
     if exc.field == "flag" and form.cleaned_data.get("flag_choice") == "new":
         field = "flag_key"
     form.add_error(field, exc.message)

@@ -199,3 +199,97 @@ def test_detail__draft_notices__none_listed_as_planned_in_the_past(rm_client, br
 
 def test_detail__no_briefing_missed__no_warning(rm_client, draft):
     assert 'id="start-warning"' not in header(rm_client, draft)
+
+
+# 5. Shorter ways to the plan: typed phases, more templates, New release from the form,
+#    duplicate releases refused.
+
+
+def test_rollout_create__phases_typed__five_phases_with_soaks(rm_client, env):
+    from tests.rollouts.factories import ReleaseFactory
+
+    release = ReleaseFactory()
+    response = rm_client.post(
+        reverse("rollouts:new"),
+        {
+            "release": release.pk,
+            "environment": env.pk,
+            "strategy": "canary",
+            "flag_choice": "new",
+            "timezone": "UTC",
+            "phases_text": "5,25,50,75,100 every 24h",
+        },
+    )
+    assert response.status_code == 302
+    rollout = Rollout.objects.get(release=release)
+    phases = list(rollout.phases.order_by("order"))
+    assert [p.percentage for p in phases] == [5, 25, 50, 75, 100]
+    assert all(p.soak == timedelta(hours=24) for p in phases[1:])
+
+
+def test_rollout_create__phases_typed_badly__error_on_that_field_and_input_kept(rm_client, env):
+    from tests.rollouts.factories import ReleaseFactory
+
+    release = ReleaseFactory()
+    html = rm_client.post(
+        reverse("rollouts:new"),
+        {
+            "release": release.pk,
+            "environment": env.pk,
+            "strategy": "canary",
+            "flag_choice": "new",
+            "timezone": "UTC",
+            "phases_text": "5, 50, 20",
+        },
+    ).content.decode()
+    field = html.split('id="id_phases_text"', 1)[1].split("</div>", 1)[0]
+    assert "more than the one before" in field
+    assert 'value="5, 50, 20"' in html
+    assert not Rollout.objects.filter(release=release).exists()
+
+
+def test_templates__canary_offers_five_phases_a_day_apart():
+    from rollouts.strategies import STRATEGIES
+
+    canary = {t.key: t for t in STRATEGIES["canary"].templates}
+    five = canary["canary-1-5-25-50-100"]
+    assert [p["percentage"] for p in five.phases] == [1, 5, 25, 50, 100]
+    assert all(len(spec.templates) >= 2 for spec in STRATEGIES.values())
+
+
+def test_new_rollout_form__links_to_new_release_that_comes_back(rm_client, env):
+    html = rm_client.get(reverse("rollouts:new")).content.decode()
+    assert 'href="/rollouts/releases/new/?next=/rollouts/new/"' in html
+    form = rm_client.get("/rollouts/releases/new/?next=/rollouts/new/").content.decode()
+    assert 'name="next" value="/rollouts/new/"' in form
+    response = rm_client.post(
+        "/rollouts/releases/new/",
+        {"name": "Checkout", "version": "2.0", "label": "new", "next": "/rollouts/new/"},
+    )
+    from rollouts.models import Release
+
+    release = Release.objects.get(name="Checkout")
+    assert response.status_code == 302
+    assert response.url == f"/rollouts/new/?release={release.pk}"
+    page = rm_client.get(response.url).content.decode()
+    assert f'<option value="{release.pk}" selected>' in page
+
+
+def test_new_release__next_elsewhere__ignored(rm_client, db):
+    response = rm_client.post(
+        "/rollouts/releases/new/",
+        {"name": "Checkout", "version": "2.0", "label": "new", "next": "https://evil.example/"},
+    )
+    assert response.status_code == 302 and response.url.startswith("/rollouts/releases/")
+
+
+def test_new_release__same_name_and_version__refused_with_a_clear_error(rm_client, db):
+    data = {"name": "Checkout", "version": "2.0", "label": "new"}
+    assert rm_client.post("/rollouts/releases/new/", data).status_code == 302
+    response = rm_client.post("/rollouts/releases/new/", {**data, "name": "checkout"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "A release “checkout 2.0” exists already" in html
+    from rollouts.models import Release
+
+    assert Release.objects.count() == 1
