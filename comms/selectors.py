@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.urls import NoReverseMatch, reverse
 
 from comms.models import (
@@ -325,7 +326,8 @@ def notice_list(
     rollout_id: int | None = None,
     limit: int = 100,
 ) -> list[Notice]:
-    """Newest first, with delivery counts per state (two queries, whatever the data)."""
+    """Newest first by the time the list shows (sent, else due, else written), with delivery
+    counts per state (two queries, whatever the data)."""
     qs: QuerySet[Notice] = Notice.objects.select_related(
         "audience", "rollout", "rollout__environment", "release", "phase", "created_by"
     ).annotate(
@@ -339,7 +341,8 @@ def notice_list(
         qs = qs.filter(audience_id=audience_id)
     if rollout_id:
         qs = qs.filter(rollout_id=rollout_id)
-    return list(qs.order_by("-created_at", "-id")[:limit])
+    when = Coalesce("finished_at", "send_at", "created_at")
+    return list(qs.order_by(when.desc(), "-id")[:limit])
 
 
 def notice_detail(*, notice_id: int) -> Notice:

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 handler403 = "core.views.permission_denied"
+handler404 = "core.views.page_not_found"
 
 urlpatterns = [
     path("", include("core.urls")),

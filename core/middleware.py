@@ -111,3 +111,27 @@ class ConfirmMiddleware:
                 "back": back,
             },
         )
+
+
+class FriendlyNotFoundMiddleware:
+    """With DEBUG on, Django answers an unknown address with its technical "Page not found"
+    page (the URL patterns, the settings hint). People see Rollcall's own 404 page instead;
+    the API keeps its JSON."""
+
+    MARK = b"<title>Page not found at "
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and settings.DEBUG
+            and not getattr(response, "streaming", False)
+            and self.MARK in response.content[:2000]
+        ):
+            from core.views import page_not_found
+
+            return page_not_found(request)
+        return response
