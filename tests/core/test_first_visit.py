@@ -80,19 +80,26 @@ def test_unknown_address__debug_off__rollcalls_404_page(rm_client):
 
 
 def test_log__403__one_line_without_traceback(support_client, caplog):
-    from core.logs import QuietPermissionDenied
-
-    logger = logging.getLogger("django.request")
-    quiet = QuietPermissionDenied()
-    logger.addFilter(quiet)
-    try:
-        with caplog.at_level(logging.WARNING, logger="django.request"):
-            response = support_client.post("/flags/new/", {"key": "x"})
-    finally:
-        logger.removeFilter(quiet)
+    # The filter comes from settings.LOGGING: without it Django attaches the traceback.
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        response = support_client.post("/flags/new/", {"key": "x"})
     assert response.status_code == 403
     records = [r for r in caplog.records if r.name == "django.request"]
     assert records and all(r.exc_info is None for r in records)
+
+
+def test_quiet_permission_denied__keeps_tracebacks_of_errors():
+    from core.logs import QuietPermissionDenied
+
+    def record(status: int) -> logging.LogRecord:
+        r = logging.LogRecord(
+            "django.request", logging.WARNING, "", 0, "x", None, (None, None, None)
+        )
+        r.status_code = status
+        return r
+
+    assert QuietPermissionDenied().filter(forbidden := record(403)) and forbidden.exc_info is None
+    assert QuietPermissionDenied().filter(error := record(500)) and error.exc_info is not None
 
 
 def test_log_filters__configured_for_django_request_and_kombu():
