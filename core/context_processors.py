@@ -27,7 +27,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav_items": [], "user_roles": []}
-    items = []
+    items: list[dict[str, Any]] = []
     for label, name, perm in NAVIGATION:
         if perm and not user.has_perm(perm):
             continue

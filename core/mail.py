@@ -18,5 +18,5 @@ class SummaryFileBackend(FileBackend):
             "mail.sent to=%s subject=%r file=%s",
             ",".join(message.recipients()),
             message.subject,
-            self._fname,
+            getattr(self, "_fname", ""),
         )
