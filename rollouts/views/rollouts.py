@@ -267,7 +267,12 @@ def rollout_create(request: AuthenticatedHttpRequest) -> HttpResponse:
                 initial[name] = request.GET[name]
         form = RolloutCreateForm(initial=initial)
     strategy = form["strategy"].value() or Rollout.Strategy.FEATURE_FLAG
-    cast(ChoiceField, form.fields["template"]).choices = template_choices(str(strategy))
+    # A first visit lists every strategy's templates (grouped): without JavaScript the list
+    # cannot follow the strategy chosen; with htmx it narrows to the chosen strategy.
+    chosen = form.is_bound or bool(request.GET.get("strategy"))
+    cast(ChoiceField, form.fields["template"]).choices = template_choices(
+        str(strategy) if chosen else None
+    )
     context = {"form": form, "strategies": STRATEGIES, "strategy": STRATEGIES.get(str(strategy))}
     partial = "template-field" if htmx_target(request) == "template-field" else None
     return render_page(request, "rollouts/new.html", context, partial=partial)
