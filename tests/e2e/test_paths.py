@@ -192,3 +192,39 @@ def test_main_pages__390px__nothing_wider_than_the_screen(browser, live_server, 
         assert len(tab.ui.audited) >= len(MAIN_PAGES)
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["js", "no-js"])
+def test_plan_editor__failed_save__error_summary_in_view_with_toast(browser, live_server, demo, js):
+    from rollouts import services
+    from rollouts.models import Release, RolloutEvent
+    from tests.rollouts.factories import EnvironmentFactory, soak_plan
+
+    rollout = services.rollout_create(
+        release=Release.objects.create(name="Editor", version="9"),
+        environment=EnvironmentFactory(key="qa", name="QA"),
+        strategy="feature_flag",
+        actor=None,
+        source=RolloutEvent.Source.UI,
+        flag_key="editor-flag-9",
+        phases=soak_plan(10, 50, 100),
+    )
+    context, tab = _tab(browser, live_server, width=1280, js=js)
+    page = tab.page
+    try:
+        _login(tab, "release")
+        page.goto(f"{tab.ui.base_url}/rollouts/{rollout.key}/plan/")
+        tab.check_page()
+        page.locator("#id_phases-1-percentage").fill("500")
+        tab.click(page.get_by_role("button", name="Save plan"))
+        summary = page.locator("#error-summary")
+        expect(summary).to_be_in_viewport()
+        expect(summary).to_contain_text("The plan was not saved: 1 problem")
+        expect(page.locator("#toasts")).to_contain_text("The plan was not saved")
+        expect(page.locator("#id_phases-1-percentage")).to_have_value("500")
+        if js:
+            expect(summary).to_be_focused()
+        summary.get_by_role("link").first.click()
+        expect(page.locator("#id_phases-1-percentage")).to_be_in_viewport()
+    finally:
+        context.close()
