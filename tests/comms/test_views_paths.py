@@ -41,16 +41,16 @@ def test_notice_detail__scheduled__shows_the_filled_in_text_not_the_template(rm_
     assert "{{ audience.name }}" in message.split("<details>", 1)[1]  # the template, folded
 
 
-def test_notice_list__newest_first_by_the_time_shown(rm_client):
+def test_notice_list__newest_first_says_by_what_and_shows_it(rm_client):
     now = timezone.now()
     audience = AudienceFactory(name="Ops")
-    # Written in this order, but due/sent at other times: the list follows the times shown.
-    NoticeFactory(audience=audience, subject="due tomorrow", state=Notice.State.SCHEDULED,
-                  send_at=now + timedelta(days=1))  # fmt: skip
-    NoticeFactory(audience=audience, subject="sent last week", state=Notice.State.SENT,
-                  finished_at=now - timedelta(days=7))  # fmt: skip
-    NoticeFactory(audience=audience, subject="due in a week", state=Notice.State.SCHEDULED,
-                  send_at=now + timedelta(days=7))  # fmt: skip
+    # Written in this order, due or sent at other times: the list is by the time written,
+    # and shows that time next to the due/sent one (so the order is visible).
+    for subject, days in (("written first", 1), ("written second", -7), ("written third", 7)):
+        NoticeFactory(audience=audience, subject=subject, state=Notice.State.SCHEDULED,
+                      send_at=now + timedelta(days=days))  # fmt: skip
     html = rm_client.get(reverse("comms:notices")).content.decode()
-    order = [html.index(s) for s in ("due in a week", "due tomorrow", "sent last week")]
+    order = [html.index(s) for s in ("written third", "written second", "written first")]
     assert order == sorted(order)
+    assert "Newest written first" in html
+    assert '<th scope="col">Written</th><th scope="col">Due or sent</th>' in html
