@@ -46,11 +46,11 @@ def test_notice_list__newest_first_says_by_what_and_shows_it(rm_client):
     audience = AudienceFactory(name="Ops")
     # Written in this order, due or sent at other times: the list is by the time written,
     # and shows that time next to the due/sent one (so the order is visible).
-    for subject, days in (("written first", 1), ("written second", -7), ("written third", 7)):
+    for subject, days in (("note A", 1), ("note B", -7), ("note C", 7)):
         NoticeFactory(audience=audience, subject=subject, state=Notice.State.SCHEDULED,
                       send_at=now + timedelta(days=days))  # fmt: skip
     html = rm_client.get(reverse("comms:notices")).content.decode()
-    order = [html.index(s) for s in ("written third", "written second", "written first")]
+    order = [html.index(s) for s in ("note C", "note B", "note A")]
     assert order == sorted(order)
     assert "Newest written first" in html
     assert '<th scope="col">Written</th><th scope="col">Due or sent</th>' in html
