@@ -73,6 +73,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "core.middleware.HtmxLoginRedirectMiddleware",
     "core.middleware.DataErrorMiddleware",
+    "core.middleware.ConfirmMiddleware",
+    "core.middleware.FriendlyNotFoundMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -228,7 +230,7 @@ SDK_KEY_LAST_USED_FLUSH_SECONDS = env.int("SDK_KEY_LAST_USED_FLUSH_SECONDS", def
 # --- end of security hardening ----------------------------------------------------------------
 
 # Email (SMTP in production; console in development)
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="core.mail.SummaryFileBackend")
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
@@ -341,3 +343,19 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# The first-time user's path (issue 14): a quiet `make run`, demo hints, one time zone.
+# Development mail: each message whole in a file here, one line in the log (EMAIL_BACKEND).
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
+# Demo mode: the login page names the demo users (when they exist). Default: on with DEBUG.
+DEMO_MODE = env.bool("DEMO_MODE", default=DEBUG)
+LOGGING["filters"] = {
+    "quiet_403": {"()": "core.logs.QuietPermissionDenied"},
+    "kombu_no_hostname": {"()": "core.logs.DropKombuNoHostname"},
+}
+LOGGING["loggers"].update(  # type: ignore[attr-defined]
+    {
+        "django.request": {"filters": ["quiet_403"]},
+        "kombu.connection": {"filters": ["kombu_no_hostname"]},
+    }
+)

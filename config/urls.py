@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.permissions import IsAuthenticated
 
 handler403 = "core.views.permission_denied"
+handler404 = "core.views.page_not_found"
 
 urlpatterns = [
     path("", include("core.urls")),

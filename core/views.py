@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -54,6 +55,46 @@ def home(request: HttpRequest) -> HttpResponse:
         except NoReverseMatch:
             pass
     return redirect("dashboard")
+
+
+class LoginView(auth_views.LoginView):
+    """Log in; without an explicit destination people land where their role starts (Support
+    on the changelog). In demo mode the page names the demo users."""
+
+    redirect_authenticated_user = True
+
+    def get_redirect_url(self) -> str:
+        url = super().get_redirect_url()
+        return "" if url == "/" else url  # "/" is where an anonymous visit started, not a choice
+
+    def get_default_redirect_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("home")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        from django.conf import settings
+        from django.contrib.auth import get_user_model
+
+        from core.demo import DEMO_PASSWORD, DEMO_USERS
+
+        context = super().get_context_data(**kwargs)
+        if getattr(settings, "DEMO_MODE", False):
+            names = [u[0] for u in DEMO_USERS]
+            present = set(
+                get_user_model()
+                .objects.filter(username__in=names)
+                .values_list("username", flat=True)
+            )
+            context["demo_users"] = [(u[0], u[2]) for u in DEMO_USERS if u[0] in present]
+            context["demo_password"] = DEMO_PASSWORD
+        return context
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith(("/api/", "/ofrep/", "/hooks/")):
+        return JsonResponse({"error": "not_found", "message": "Not found."}, status=404)
+    return render(request, "404.html", status=404)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -20,8 +20,10 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from core.exceptions import ApplicationError
 from flags.models import FLAG_KEY_PATTERN, Environment, Flag
 from rollouts.models import FreezeWindow, Phase, Release, Rollout
+from rollouts.plan_text import phases_from_text
 from rollouts.strategies import STRATEGIES, TEMPLATES
 
 MAX_PHASES = 50
@@ -190,6 +192,12 @@ class RolloutCreateForm(forms.Form):
         label="Plan template",
         help_text="Fills the plan; you can change every phase afterwards.",
     )
+    phases_text = forms.CharField(
+        max_length=300,
+        required=False,
+        label="Phases (instead of a template)",
+        help_text="Percentages and the soak between them, e.g. “5,25,50,75,100 every 24h”.",
+    )
     key = forms.SlugField(
         max_length=100,
         required=False,
@@ -202,6 +210,11 @@ class RolloutCreateForm(forms.Form):
         data = self.cleaned_data
         if data.get("flag_choice") == "existing" and not data.get("flag"):
             self.add_error("flag", "Choose the flag this rollout drives.")
+        if data.get("phases_text"):
+            try:
+                data["phases"] = phases_from_text(data["phases_text"])
+            except ApplicationError as exc:
+                self.add_error("phases_text", exc.message)
         template = data.get("template")
         strategy = data.get("strategy")
         if template and strategy:

@@ -82,6 +82,7 @@ from rollouts.services.lifecycle import (
     rollout_rollback,
     rollout_schedule,
     rollout_start,
+    rollout_start_when_approved,
 )
 from rollouts.services.plans import MAX_CHECKLIST_ITEMS, rollout_create, rollout_plan_update
 from rollouts.services.releases import release_create, release_update
@@ -152,6 +153,7 @@ __all__ = [
     "rollout_rollback",
     "rollout_schedule",
     "rollout_start",
+    "rollout_start_when_approved",
     "rollouts_advance_due",
     "rollouts_advance_steps",
     "rollouts_due",
