@@ -208,6 +208,13 @@ COMMS_DELIVERY_REQUEUE_SECONDS = env.int("COMMS_DELIVERY_REQUEUE_SECONDS", defau
 # environment's config version in the cache (changes made by other processes show up within it).
 FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=1.0)
 
+# Guarded rollouts (issue 16). Phase checks ask the environment's Prometheus (set per
+# environment in the UI/API; ROLLCALL_PROMETHEUS_URL is the default for environments without
+# one), with these connect/read timeouts in seconds; an unanswered query holds (fail safe).
+ROLLCALL_PROMETHEUS_URL = env.str("ROLLCALL_PROMETHEUS_URL", default="")
+ROLLCALL_PROMETHEUS_CONNECT_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_CONNECT_TIMEOUT", default=2.0)
+ROLLCALL_PROMETHEUS_READ_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_READ_TIMEOUT", default=5.0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",

@@ -12,6 +12,7 @@ One module per concern:
 - `windows`: freeze and allowed-hours windows (due times, overrides, admin edits).
 - `alerts`: Alertmanager (matchers, webhook alerts, receiver configuration).
 - `scheduler`: which rollouts are due and the sweep that advances them.
+- `checks`: guarded phases (metric checks against Prometheus, evaluated every tick).
 - `common` and `events`: shared bookkeeping and the event log with its `events_committed`
   signal.
 
@@ -44,6 +45,14 @@ from rollouts.services.approvals import (
     approval_policy_set,
     approval_request,
     checklist_tick,
+)
+from rollouts.services.checks import (
+    check_create,
+    check_delete,
+    check_query_test,
+    check_update,
+    checks_evaluate,
+    rollout_checks_evaluate,
 )
 from rollouts.services.common import (
     APPROVE_PERMISSION,
@@ -143,6 +152,12 @@ __all__ = [
     "rollouts_advance_due",
     "rollouts_advance_steps",
     "rollouts_due",
+    "check_create",
+    "check_delete",
+    "check_query_test",
+    "check_update",
+    "checks_evaluate",
+    "rollout_checks_evaluate",
     "window_create",
     "window_delete",
     "window_hold_rollouts",

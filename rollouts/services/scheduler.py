@@ -12,6 +12,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from core.exceptions import ApplicationError
 from rollouts.models import Approval, ApprovalPolicy, ChecklistItem, Phase, Rollout, RolloutEvent
+from rollouts.services.checks import checks_blocking, checks_evaluate
 from rollouts.services.common import _now
 from rollouts.services.events import events_batched
 from rollouts.services.lifecycle import rollout_advance
@@ -53,6 +54,7 @@ def rollouts_due(*, now: datetime | None = None, limit: int | None = None) -> li
         .filter(Exists(automatic_next))
         .exclude(Exists(pending_approval))
         .exclude(Exists(open_checklist))
+        .exclude(Exists(checks_blocking()))  # guarded phase: its checks have not passed yet
         .exclude(Q(state=State.SCHEDULED) & Q(Exists(promotion_pending)))
         .order_by("next_due_at", "id")
         .values_list("id", "current_phase_index")
@@ -64,6 +66,7 @@ def rollouts_due(*, now: datetime | None = None, limit: int | None = None) -> li
 
 def rollouts_advance_due(*, now: datetime | None = None, limit: int | None = None) -> int:
     """The sweep body, inline: advance every due rollout one phase. Returns how many moved."""
+    checks_evaluate(now=now)
     return rollouts_advance_steps(steps=rollouts_due(now=now, limit=limit), now=now)
 
 
