@@ -17,7 +17,7 @@ class PrometheusStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 url = urlparse(self.path)
                 stub.queries.append(parse_qs(url.query).get("query", [""])[0])
                 body: dict[str, Any]
