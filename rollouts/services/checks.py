@@ -23,6 +23,8 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
@@ -312,6 +314,43 @@ def check_delete(*, check: PhaseCheck, actor: AbstractBaseUser | None) -> None:
     _editable(check.phase)
     logger.info("check.deleted check_id=%s phase_id=%s", check.id, check.phase_id)
     check.delete()
+
+
+@transaction.atomic
+def prometheus_source_set(
+    *,
+    environment: Environment,
+    actor: AbstractBaseUser | None,
+    url: str,
+    bearer_token: str | None = None,
+) -> PrometheusSource | None:
+    """Set (or, with an empty url, remove) the Prometheus the environment's checks ask.
+    `bearer_token` None keeps the stored one."""
+    url = (url or "").strip()
+    if not url:
+        PrometheusSource.objects.filter(environment=environment).delete()
+        return None
+    validator = URLValidator(schemes=["http", "https"])
+    try:
+        validator(url)
+    except ValidationError:
+        raise ApplicationError(
+            "The Prometheus URL must be an http(s) URL, e.g. http://prometheus:9090.",
+            field="url",
+        ) from None
+    if len(url) > 500:
+        raise ApplicationError("The URL is longer than 500 characters.", field="url")
+    if bearer_token is not None and len(bearer_token) > 500:
+        raise ApplicationError("The token is longer than 500 characters.", field="bearer_token")
+    source, _ = PrometheusSource.objects.get_or_create(
+        environment=environment, defaults={"url": url}
+    )
+    source.url = url
+    if bearer_token is not None:
+        source.bearer_token = bearer_token.strip()
+    source.save()
+    logger.info("prometheus.source_set environment=%s", environment.key)
+    return source
 
 
 def checks_from_template(*, phases: Iterable[Phase], raw_phases: list[dict[str, Any]]) -> None:
