@@ -59,7 +59,7 @@ def test_checks_page__add_and_remove_a_check(rm_client, rollout):
             "comparison": "<",
             "threshold": "0.3",
             "failures_to_trip": "2",
-        },  # fmt: skip
+        },
     )
     assert response.status_code == 302
     check = PhaseCheck.objects.get(name="p99")
