@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -461,8 +461,13 @@ def _apply(
     if rollout.state != State.RUNNING or rollout.current_phase_index != index:
         return  # it moved while Prometheus answered: these results are for another phase
     tripped: list[tuple[PhaseCheck, Measurement]] = []
+    # Overlapping sweeps (a slow Prometheus, several workers) must not count one tick twice.
+    min_gap = timedelta(seconds=float(getattr(settings, "ROLLCALL_TICK_SECONDS", 30)) / 2)
     for check, m in measured:
         check = PhaseCheck.objects.select_for_update().get(pk=check.pk)
+        last = check.last_evaluated_at
+        if last is not None and timedelta(0) <= now - last < min_gap:
+            continue
         if m.status == Status.PASS:
             check.consecutive_failures = 0
         else:
