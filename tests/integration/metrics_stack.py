@@ -116,11 +116,12 @@ def start_prometheus(
     if rules:
         (tmp / "rules.yml").write_text(rules)
         rule_files = f"rule_files:\n  - {tmp / 'rules.yml'}\n"
-    alerting = (
-        f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n"
-        if alertmanager
-        else ""
-    )
+    alerting = ""
+    if alertmanager:
+        alerting = (
+            "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            f"        - targets: ['{alertmanager}']\n"
+        )
     targets_yaml = ", ".join(f"'{t}'" for t in targets)
     (tmp / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"

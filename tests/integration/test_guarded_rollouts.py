@@ -19,15 +19,14 @@ from django.core.cache import cache
 from core.schedules import ensure_periodic_task
 from rollouts import services
 from rollouts.models import CheckResult, Hold, PrometheusSource, Rollout, RolloutEvent
-from tests.integration.metrics_stack import (  # noqa: F401 (fixtures)
+from tests.conftest import require_service
+from tests.integration import metrics_stack
+from tests.integration.metrics_stack import (
     ALERTMANAGER,
-    daemons,
-    exporter,
     prom_value,
     start_alertmanager,
     start_prometheus,
 )
-from tests.conftest import require_service
 from tests.rollouts.factories import EnvironmentFactory, make_rollout, phase
 
 ERROR_RATIO = (
@@ -35,6 +34,8 @@ ERROR_RATIO = (
     ' / sum(irate(http_requests_total{flag="{flag}"}[5s]))'
 )
 State = Rollout.State
+exporter = metrics_stack.exporter  # fixtures
+daemons = metrics_stack.daemons
 
 
 def test_guarded_phase__error_rate_flipped_mid_phase__held_on_the_tripping_tick_never_advances(
