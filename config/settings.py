@@ -214,6 +214,10 @@ FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=1.0)
 ROLLCALL_PROMETHEUS_URL = env.str("ROLLCALL_PROMETHEUS_URL", default="")
 ROLLCALL_PROMETHEUS_CONNECT_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_CONNECT_TIMEOUT", default=2.0)
 ROLLCALL_PROMETHEUS_READ_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_READ_TIMEOUT", default=5.0)
+# OFREP evaluations are counted in process and written every this many seconds (aggregated);
+# the stale-flags list names flags not evaluated (or fully on and unchanged) for this many days.
+FLAGS_USAGE_FLUSH_SECONDS = env.float("FLAGS_USAGE_FLUSH_SECONDS", default=5.0)
+FLAGS_STALE_DAYS = env.int("FLAGS_STALE_DAYS", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -21,3 +21,7 @@ CELERY_TASK_DEFAULT_QUEUE = f"rollcall-test-{os.getpid()}"
 if "KEY_PREFIX" in CACHES["default"]:
     # A shared Redis: keep this run's cache keys apart from other runs and from `make run`.
     CACHES["default"]["KEY_PREFIX"] = f"rollcall-test-{os.getpid()}"
+
+# OFREP usage counts are flushed by the tests themselves (`flags.usage.ofrep_flush`), never by
+# a background thread writing into another test's database.
+FLAGS_USAGE_FLUSH_SECONDS = 0

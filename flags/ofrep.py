@@ -56,7 +56,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from flags import engine, sdk_auth, snapshot
+from flags import engine, sdk_auth, snapshot, usage
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +294,7 @@ def evaluate_flag(request: HttpRequest, key_info: sdk_auth.KeyInfo, key: str) ->
             key,
         )
     result = evaluate_one(compiled, key, ctx)
+    usage.ofrep_count(key_info.environment_id, key, result)  # aggregated, flushed every few s
     return json_response(result, 400 if "errorCode" in result else 200)
 
 

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from core.dashboard import render_sections
 from core.exceptions import ApplicationError
 from core.http import AuthenticatedHttpRequest, done, render_page
 from core.roles import require
@@ -223,7 +224,9 @@ def detail_context(
 @require("flags.view_flag")
 def flag_detail(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
     flag = flag_page_or_404(key)
-    return render_page(request, "flags/detail.html", detail_context(request, flag))
+    context = detail_context(request, flag)
+    context["extra_sections"] = render_sections("flag_detail", request, flag=flag)
+    return render_page(request, "flags/detail.html", context)
 
 
 @require_GET
