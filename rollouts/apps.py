@@ -6,7 +6,7 @@ class RolloutsConfig(AppConfig):
 
     def ready(self) -> None:
         from core.dashboard import register_panel, register_section
-        from rollouts.views.checks import rollout_checks_section
+        from rollouts.views.checks import rollout_checks_section, rollout_observed_section
         from rollouts.views.dashboard import (
             active_rollouts_panel,
             approvals_panel,
@@ -17,3 +17,4 @@ class RolloutsConfig(AppConfig):
         register_panel(active_rollouts_panel)
         register_panel(upcoming_changes_panel)
         register_section("rollout_detail", rollout_checks_section)
+        register_section("rollout_detail", rollout_observed_section)

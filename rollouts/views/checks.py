@@ -191,3 +191,85 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def rollout_observed_section(
+    request: HttpRequest, *, rollout: Rollout
+) -> tuple[str, dict[str, Any]] | None:
+    """The rollout page's "Observed exposure": per applied phase, the share of SDK answers
+    that were "on" (yes / (yes + no)) while it was applied, next to its planned percentage."""
+    if not request.user.has_perm("flags.view_flag"):
+        return None
+    from flags.usage import observed_exposure
+
+    phases = [p for p in rollout.phases.order_by("order") if p.applied_at is not None]
+    end_of_rollout = rollout.finished_at if rollout.is_final else None
+    rows = []
+    for i, p in enumerate(phases):
+        end = phases[i + 1].applied_at if i + 1 < len(phases) else end_of_rollout
+        assert p.applied_at is not None
+        share, answers = observed_exposure(
+            environment_id=rollout.environment_id,
+            flag_key=rollout.flag.key,
+            start=p.applied_at,
+            end=end,
+        )
+        rows.append(
+            {
+                "phase": p,
+                "planned": p.percentage,
+                "observed": None if share is None else round(share * 100, 1),
+                "answers": answers,
+            }
+        )
+    return "rollouts/_observed_section.html", {
+        "rollout": rollout,
+        "rows": rows,
+        "chart": _observed_svg(rows),
+    }
+
+
+def _observed_svg(rows: list[dict[str, Any]]) -> str:
+    from django.utils.html import escape
+    from django.utils.safestring import mark_safe
+
+    if not rows:
+        return ""
+    width, row_h, left = 760, 28, 190
+    scale = (width - left - 60) / 100
+    body = []
+    for i, r in enumerate(rows):
+        y = 8 + i * row_h
+        planned = r["planned"] if r["planned"] is not None else 0
+        body.append(
+            f'<text x="4" y="{y + 14}">{escape(r["phase"].name[:28])}</text>'
+            f'<rect class="bar-planned" x="{left}" y="{y}" width="{round(planned * scale, 1)}" '
+            f'height="9" data-planned="{planned}" fill="#cbd5e1" />'
+        )
+        if r["observed"] is not None:
+            body.append(
+                f'<rect class="bar-observed" x="{left}" y="{y + 10}" '
+                f'width="{round(r["observed"] * scale, 1)}" height="9" '
+                f'data-observed="{r["observed"]:g}" fill="#2248b8" />'
+                f'<text x="{left + round(r["observed"] * scale, 1) + 4}" y="{y + 19}">'
+                f"{r['observed']:g}%</text>"
+            )
+    height = 8 + len(rows) * row_h + 22
+    legend_y = height - 6
+    body.append(
+        f'<rect x="{left}" y="{legend_y - 9}" width="14" height="9" fill="#cbd5e1" />'
+        f'<text x="{left + 18}" y="{legend_y}">planned</text>'
+        f'<rect x="{left + 90}" y="{legend_y - 9}" width="14" height="9" fill="#2248b8" />'
+        f'<text x="{left + 108}" y="{legend_y}">observed (yes / (yes + no))</text>'
+    )
+    desc = "; ".join(
+        f"{r['phase'].name}: planned {r['planned']}%, observed "
+        + (f"{r['observed']:g}%" if r["observed"] is not None else "no data")
+        for r in rows
+    )
+    return mark_safe(  # noqa: S308 - every value escaped
+        f'<svg class="chart observed" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'viewBox="0 0 {width} {height}" width="100%" aria-labelledby="observed-t observed-d">'
+        '<title id="observed-t">Planned and observed exposure per phase</title>'
+        f'<desc id="observed-d">{escape(desc)}.</desc>' + "".join(body) + "</svg>"
+    )

@@ -196,3 +196,19 @@ def test_check_chart__threshold_line_and_gap_for_inconclusive():
     assert svg.count('data-status="inconclusive"') == 1
     assert 'data-status="fail" data-value="0.2"' in svg
     assert "1 failing, 1 inconclusive" in svg
+
+
+def test_rollout_page__observed_exposure_next_to_planned_per_phase(rm_client, rollout):
+    from flags import usage
+
+    services.rollout_start(rollout=rollout, actor=None, source="ui")
+    applied = rollout.phases.get(order=0).applied_at
+    usage.usage_add(
+        environment_id=rollout.environment_id,
+        counts={(rollout.flag.key, "checkout", "i-1", "unleash"): (12, 88, {})},
+        bucket=applied,
+    )
+    html = rm_client.get(f"/rollouts/{rollout.key}/").content.decode()
+    assert "Observed exposure" in html
+    assert 'data-planned="10"' in html
+    assert 'data-observed="12"' in html
