@@ -57,4 +57,8 @@ class CommsConfig(AppConfig):
 
         register_panel(notices_panel)
         register_section("rollout_detail", rollout_notices_section)
+        from comms import metrics
+        from core.metrics import register_collector
+
+        register_collector(metrics.collect)
         events_committed.connect(on_events_committed, dispatch_uid="comms.events_committed")

@@ -217,7 +217,14 @@ ROLLCALL_PROMETHEUS_READ_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_READ_TIMEOUT",
 # OFREP evaluations are counted in process and written every this many seconds (aggregated);
 # the stale-flags list names flags not evaluated (or fully on and unchanged) for this many days.
 FLAGS_USAGE_FLUSH_SECONDS = env.float("FLAGS_USAGE_FLUSH_SECONDS", default=5.0)
+FLAGS_USAGE_OFREP = env.bool("FLAGS_USAGE_OFREP", default=True)  # count OFREP evaluations
 FLAGS_STALE_DAYS = env.int("FLAGS_STALE_DAYS", default=30)
+# Rollcall's own /metrics: a bearer token Prometheus sends, and/or the networks allowed
+# without it (default: this host only).
+ROLLCALL_METRICS_TOKEN = env.str("ROLLCALL_METRICS_TOKEN", default="")
+ROLLCALL_METRICS_ALLOWED_NETWORKS = env.list(
+    "ROLLCALL_METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"]
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -211,7 +211,7 @@ _STATE = {"last_flush": time.monotonic(), "flushing": False}
 def ofrep_count(environment_id: int, key: str, result: Mapping[str, Any]) -> None:
     """Count one OFREP answer (the hot path: a dict increment; a flush is handed to a thread
     every few seconds)."""
-    if "errorCode" in result:
+    if "errorCode" in result or not settings.FLAGS_USAGE_OFREP:
         return
     value = result.get("value")
     variant = result.get("variant") or ""

@@ -18,3 +18,12 @@ class RolloutsConfig(AppConfig):
         register_panel(upcoming_changes_panel)
         register_section("rollout_detail", rollout_checks_section)
         register_section("rollout_detail", rollout_observed_section)
+
+        from celery.signals import task_postrun, task_prerun
+
+        from core.metrics import register_collector
+        from rollouts import metrics
+
+        register_collector(metrics.collect)
+        task_prerun.connect(metrics.sweep_started, dispatch_uid="rollouts.metrics.prerun")
+        task_postrun.connect(metrics.sweep_finished, dispatch_uid="rollouts.metrics.postrun")
