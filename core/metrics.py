@@ -51,7 +51,7 @@ class _Rollcall:
 
 def render() -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Rollcall())  # type: ignore[arg-type]
+    registry.register(_Rollcall())
     return generate_latest(registry)
 
 

@@ -55,6 +55,8 @@ def collect() -> Iterable[Metric]:
         state__in=(Rollout.State.RUNNING, Rollout.State.SCHEDULED), next_due_at__isnull=False
     ).values_list("key", "environment__key", "next_due_at")
     for key, env, due in live:
+        if due is None:
+            continue
         seconds = max(0.0, (now - due).total_seconds())
         worst = max(worst, seconds)
         lag.add_metric([key, env], seconds)

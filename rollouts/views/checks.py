@@ -102,7 +102,8 @@ def rollout_checks(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
 def check_add(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
     rollout = rollout_or_404(key)
     url = _checks_url(key)
-    phase = rollout.phases.filter(pk=_int(request.POST.get("phase"))).first()
+    phase_id = _int(request.POST.get("phase"))
+    phase = rollout.phases.filter(pk=phase_id).first() if phase_id is not None else None
     if phase is None:
         return refused(request, ApplicationError("Choose a phase of this rollout."), url)
     try:
