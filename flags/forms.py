@@ -15,6 +15,7 @@ from typing import Any, cast
 from django import forms
 from django.core.validators import RegexValidator
 
+from flags import engine
 from flags.models import Environment, Flag, SdkKey, flag_key_validator
 from flags.services import OPERATORS, RESERVED_FLAG_KEYS, SINGLE_VALUE_OPERATORS, TOTAL_WEIGHT
 
@@ -604,6 +605,15 @@ class EvaluateForm(forms.Form):
                 raise forms.ValidationError(f"Line {number}: write key=value, e.g. plan=pro.")
             props[key.strip()] = value.strip()
         return props
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if not self.errors:  # values the engine must not see (lone surrogates): a form error
+            try:
+                engine.context_from_ofrep(self.context())
+            except engine.InvalidContext as exc:
+                raise forms.ValidationError(exc.details) from None
+        return cleaned
 
     def context(self) -> dict[str, Any]:
         """An OpenFeature-style context, mapped to Unleash by the same function OFREP uses."""

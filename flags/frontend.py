@@ -130,7 +130,10 @@ def _context(request: HttpRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     raw = (
         context_from_body(request) if request.method == "POST" else context_from_query(request.GET)
     )
-    return raw, unleash_context(raw)
+    try:
+        return raw, unleash_context(raw)
+    except engine.InvalidContext as exc:  # a lone UTF-16 surrogate: never reaches the engine
+        raise _BadRequest(exc.details) from None
 
 
 def _etag(compiled: snapshot.Compiled, raw: dict[str, Any], name: str = "") -> str:

@@ -251,3 +251,22 @@ def test_sdk_key_create_command__frontend_kind(db):
     call_command("sdk_key_create", environment="web", kind="frontend", stdout=out, stderr=err)
     assert SdkKey.objects.get(environment=env).kind == SdkKey.Kind.FRONTEND
     assert out.getvalue().strip().startswith("rc_web_")
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_frontend_api__lone_surrogate_in_context__400_not_evaluated(frontend, method):
+    _, browser = frontend
+    client = Client()
+    if method == "post":
+        response = client.post(
+            "/api/frontend",
+            data=b'{"context":{"userId":"\\ud800","properties":{"plan":"\\udfff"}}}',
+            content_type="application/json",
+            HTTP_AUTHORIZATION=browser,
+        )
+    else:  # a query string cannot carry one (invalid UTF-8 becomes U+FFFD): still answered
+        response = client.get("/api/frontend?userId=%ED%A0%80", HTTP_AUTHORIZATION=browser)
+        assert response.status_code == 200
+        return
+    assert response.status_code == 400
+    assert "surrogate" in response.json()["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -247,3 +248,15 @@ def test_flag_history__rule_change__who_and_compact_json_diff(rm_client, flag, r
     assert "<strong>Remy</strong> changed <strong>Staging</strong>" in html
     assert "[1].parameters.rollout: &quot;10&quot; → &quot;25&quot;" in html
     assert 'hx-trigger="flagChanged from:body"' in html
+
+
+@pytest.mark.parametrize("field", ["user_id", "session_id", "properties"])
+def test_evaluate_form__lone_surrogate__form_error_not_evaluated(field):
+    from flags.forms import EvaluateForm
+    from flags.models import Environment
+
+    env = Environment(key="production", name="Production")
+    value = "plan=\ud800" if field == "properties" else "\ud800"
+    form = EvaluateForm({"environment": "production", field: value}, environments=[env])
+    assert not form.is_valid()
+    assert "surrogate" in str(form.errors)
