@@ -155,6 +155,8 @@ def client_metrics_store(
     app = _text(payload.get("appName") or headers.get("appname", ""), "appName")
     instance = _text(payload.get("instanceId") or headers.get("instanceid", ""), "instanceId")
     bucket = payload.get("bucket")
+    if bucket is None:
+        bucket = {}  # nothing counted (some SDKs send an empty report): only "seen"
     if not isinstance(bucket, dict):
         raise ApplicationError("`bucket` must be an object.", field="bucket")
     toggles = bucket.get("toggles")

@@ -226,7 +226,8 @@ def rollout_observed_section(
     return "rollouts/_observed_section.html", {
         "rollout": rollout,
         "rows": rows,
-        "chart": _observed_svg(rows),
+        # Without any SDK report there is nothing to draw: the table says "no data".
+        "chart": _observed_svg(rows) if any(r["observed"] is not None for r in rows) else "",
     }
 
 
