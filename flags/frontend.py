@@ -39,6 +39,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, QueryDict
 
+from core.json_limits import loads_bounded
 from flags import engine, sdk_auth, snapshot, usage
 from flags.engine.context import TOP_LEVEL_FIELDS
 from flags.ofrep import (
@@ -84,7 +85,7 @@ def context_from_body(request: HttpRequest) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)  # UTF-8 only, nesting depth limited
     except (ValueError, RecursionError) as exc:
         raise _BadRequest(f"The body is not valid JSON ({exc}).") from exc
     if not isinstance(data, dict):

@@ -57,6 +57,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from core.json_limits import loads_bounded
 from flags import engine, sdk_auth, snapshot, usage
 
 logger = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def parse_context(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     if not body.strip():
         return {}, {}
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)  # UTF-8 only, nesting depth limited
     except (ValueError, RecursionError) as exc:
         raise _BadRequest("PARSE_ERROR", f"The body is not valid JSON ({exc}).") from exc
     if not isinstance(data, dict):

@@ -27,3 +27,8 @@ class RolloutsConfig(AppConfig):
         register_collector(metrics.collect)
         task_prerun.connect(metrics.sweep_started, dispatch_uid="rollouts.metrics.prerun")
         task_postrun.connect(metrics.sweep_finished, dispatch_uid="rollouts.metrics.postrun")
+
+        from core.failures import register_source
+        from rollouts.failures import AdvanceFailures
+
+        register_source(AdvanceFailures())

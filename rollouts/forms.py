@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -551,6 +551,10 @@ class PolicyForm(forms.Form):
     )
 
 
+CALENDAR_FIRST_DATE = date(1900, 1, 1)
+CALENDAR_LAST_DATE = date(2999, 12, 31)
+
+
 class CalendarQuery:
     """The calendar's view, date, environment and display time zone, from the query string."""
 
@@ -569,6 +573,14 @@ class CalendarQuery:
         except ValueError:
             self.date = today
         self.today = today
+        # Set when the date is outside what the calendar shows (the view answers 400).
+        self.error = ""
+        if not CALENDAR_FIRST_DATE <= self.date <= CALENDAR_LAST_DATE:
+            self.error = (
+                f"The calendar shows dates from {CALENDAR_FIRST_DATE.isoformat()} to "
+                f"{CALENDAR_LAST_DATE.isoformat()}; {self.date.isoformat()} is outside that range."
+            )
+            self.date = today
 
 
 @lru_cache(maxsize=1)

@@ -97,7 +97,7 @@ def flag_state_update(
         )
     changed = False
     if rules is not None:
-        clean = validate_rules(rules)
+        clean = validate_rules(rules, check_values=True)
         if clean != state.rules:
             state.rules = clean
             changed = True
