@@ -20,7 +20,7 @@ from rollouts.models import (
     Rollout,
     RolloutEvent,
 )
-from rollouts.services.checks import checks_blocking, checks_evaluate
+from rollouts.services.checks import checks_blocking
 from rollouts.services.common import _now
 from rollouts.services.events import events_batched
 from rollouts.services.failures import advance_failures_clear, rollout_advance_failed
@@ -78,7 +78,6 @@ def rollouts_due(*, now: datetime | None = None, limit: int | None = None) -> li
 
 def rollouts_advance_due(*, now: datetime | None = None, limit: int | None = None) -> int:
     """The sweep body, inline: advance every due rollout one phase. Returns how many moved."""
-    checks_evaluate(now=now)
     return rollouts_advance_steps(steps=rollouts_due(now=now, limit=limit), now=now)
 
 

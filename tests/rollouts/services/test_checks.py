@@ -39,6 +39,12 @@ def env(prometheus):
     return environment
 
 
+def tick(*, now):
+    """One scheduler sweep as `rollouts.sweep` runs it: checks first, then the due steps."""
+    services.checks_evaluate(now=now)
+    return services.rollouts_advance_due(now=now)
+
+
 def reload(rollout: Rollout) -> Rollout:
     return Rollout.objects.get(pk=rollout.pk)
 
@@ -63,8 +69,8 @@ def test_guarded_phase__checks_pass__advances_after_soak_and_query_has_placehold
 ):
     rollout = guarded(env)
     prometheus.values = [0.001]
-    assert services.rollouts_advance_due(now=T0 + 5 * MIN) == 0  # soak not over
-    assert services.rollouts_advance_due(now=T0 + 10 * MIN) == 1
+    assert tick(now=T0 + 5 * MIN) == 0  # soak not over
+    assert tick(now=T0 + 10 * MIN) == 1
     assert reload(rollout).current_phase_index == 1
     flag = rollout.flag.key
     assert prometheus.queries[0] == (
@@ -79,7 +85,7 @@ def test_guarded_phase__check_fails__holds_with_query_value_and_threshold_in_the
 ):
     rollout = guarded(env)
     prometheus.values = [0.002, 0.25]  # the worst series counts
-    assert services.rollouts_advance_due(now=T0 + 10 * MIN) == 0
+    assert tick(now=T0 + 10 * MIN) == 0
     rollout = reload(rollout)
     assert rollout.state == State.HELD
     assert rollout.current_phase_index == 0
@@ -91,14 +97,14 @@ def test_guarded_phase__check_fails__holds_with_query_value_and_threshold_in_the
     assert event.data["check"]["threshold"] == 0.01
     assert event.data["check"]["query"].startswith("sum(rate(http_requests_total{code=")
     # Held: no further evaluations, no advance.
-    assert services.rollouts_advance_due(now=T0 + 30 * MIN) == 0
+    assert tick(now=T0 + 30 * MIN) == 0
     assert CheckResult.objects.filter(rollout=rollout).count() == 1
 
 
 def test_guarded_phase__rollback_policy__failing_check_rolls_back(env, prometheus):
     rollout = guarded(env, alert_policy=Rollout.AlertPolicy.ROLLBACK)
     prometheus.values = [0.5]
-    services.rollouts_advance_due(now=T0 + MIN)
+    tick(now=T0 + MIN)
     rollout = reload(rollout)
     assert rollout.state == State.ROLLED_BACK
     assert rollout.events.get(kind=Kind.ROLLED_BACK).data["check"]["value"] == 0.5
@@ -109,30 +115,30 @@ def test_guarded_phase__trips_only_after_consecutive_failures_and_a_pass_resets_
 ):
     rollout = guarded(env, trips=2)
     prometheus.values = [0.5]
-    services.rollouts_advance_due(now=T0 + 1 * MIN)
+    tick(now=T0 + 1 * MIN)
     assert reload(rollout).state == State.RUNNING
     prometheus.values = [0.0]
-    services.rollouts_advance_due(now=T0 + 2 * MIN)
+    tick(now=T0 + 2 * MIN)
     prometheus.values = [0.5]
-    services.rollouts_advance_due(now=T0 + 3 * MIN)
+    tick(now=T0 + 3 * MIN)
     assert reload(rollout).state == State.RUNNING
-    services.rollouts_advance_due(now=T0 + 4 * MIN)
+    tick(now=T0 + 4 * MIN)
     assert reload(rollout).state == State.HELD
 
 
 def test_guarded_phase__failing_but_not_tripped__does_not_advance_past_the_soak(env, prometheus):
     rollout = guarded(env, trips=3)
     prometheus.values = [0.5]
-    assert services.rollouts_advance_due(now=T0 + 10 * MIN) == 0
+    assert tick(now=T0 + 10 * MIN) == 0
     assert reload(rollout).current_phase_index == 0
     prometheus.values = [0.0]
-    assert services.rollouts_advance_due(now=T0 + 11 * MIN) == 1
+    assert tick(now=T0 + 11 * MIN) == 1
 
 
 def test_guarded_phase__empty_result__inconclusive_holds_even_with_rollback_policy(env, prometheus):
     rollout = guarded(env, alert_policy=Rollout.AlertPolicy.ROLLBACK)
     prometheus.values = []
-    services.rollouts_advance_due(now=T0 + 10 * MIN)
+    tick(now=T0 + 10 * MIN)
     rollout = reload(rollout)
     assert rollout.state == State.HELD
     assert "inconclusive" in rollout.holds.get().reason
@@ -145,7 +151,7 @@ def test_guarded_phase__prometheus_unreachable__inconclusive_hold_names_the_reas
         port = s.getsockname()[1]  # nothing listens here once closed
     PrometheusSource.objects.filter(environment=env).update(url=f"http://127.0.0.1:{port}")
     rollout = guarded(env)
-    services.rollouts_advance_due(now=T0 + 10 * MIN)
+    tick(now=T0 + 10 * MIN)
     rollout = reload(rollout)
     assert rollout.state == State.HELD
     assert "unreachable" in rollout.holds.get().reason
@@ -157,10 +163,10 @@ def test_guarded_phase__a_pass_from_before_a_hold_does_not_count_for_the_next_ph
 ):
     rollout = guarded(env)
     prometheus.values = [0.0]
-    assert services.rollouts_advance_due(now=T0 + 10 * MIN) == 1
+    assert tick(now=T0 + 10 * MIN) == 1
     # Phase 2 (50%) has its own check: a pass is needed after it started.
     prometheus.values = [0.5]
-    assert services.rollouts_advance_due(now=T0 + 20 * MIN) == 0
+    assert tick(now=T0 + 20 * MIN) == 0
     assert reload(rollout).current_phase_index == 1
     assert reload(rollout).state == State.HELD
 
@@ -214,4 +220,4 @@ def test_check_update__changed_query__must_pass_again(env, prometheus):
     assert (check.last_status, check.threshold) == ("", 0.05)
     # Due at T0+10 but the changed check has not passed yet in this tick order: the sweep
     # evaluates first, so it passes and advances.
-    assert services.rollouts_advance_due(now=T0 + 10 * MIN) == 1
+    assert tick(now=T0 + 10 * MIN) == 1
