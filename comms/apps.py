@@ -69,4 +69,8 @@ class CommsConfig(AppConfig):
         register_source(DeliveryFailures())
         register_section("rollout_detail", rollout_notices_section)
         register_check("rollout_start", rollout_start_warnings)
+        from comms import metrics
+        from core.metrics import register_collector
+
+        register_collector(metrics.collect)
         events_committed.connect(on_events_committed, dispatch_uid="comms.events_committed")

@@ -290,6 +290,24 @@ COMMS_DELIVERY_REQUEUE_SECONDS = env.int("COMMS_DELIVERY_REQUEUE_SECONDS", defau
 # environment's config version in the cache (changes made by other processes show up within it).
 FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=1.0)
 
+# Guarded rollouts (issue 16). Phase checks ask the environment's Prometheus (set per
+# environment in the UI/API; ROLLCALL_PROMETHEUS_URL is the default for environments without
+# one), with these connect/read timeouts in seconds; an unanswered query holds (fail safe).
+ROLLCALL_PROMETHEUS_URL = env.str("ROLLCALL_PROMETHEUS_URL", default="")
+ROLLCALL_PROMETHEUS_CONNECT_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_CONNECT_TIMEOUT", default=2.0)
+ROLLCALL_PROMETHEUS_READ_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_READ_TIMEOUT", default=5.0)
+# OFREP evaluations are counted in process and written every this many seconds (aggregated);
+# the stale-flags list names flags not evaluated (or fully on and unchanged) for this many days.
+FLAGS_USAGE_FLUSH_SECONDS = env.float("FLAGS_USAGE_FLUSH_SECONDS", default=5.0)
+FLAGS_USAGE_OFREP = env.bool("FLAGS_USAGE_OFREP", default=True)  # count OFREP evaluations
+FLAGS_STALE_DAYS = env.int("FLAGS_STALE_DAYS", default=30)
+# Rollcall's own /metrics: a bearer token Prometheus sends, and/or the networks allowed
+# without it (default: this host only).
+ROLLCALL_METRICS_TOKEN = env.str("ROLLCALL_METRICS_TOKEN", default="")
+ROLLCALL_METRICS_ALLOWED_NETWORKS = env.list(
+    "ROLLCALL_METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"]
+)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",

@@ -58,7 +58,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.json_limits import loads_bounded
-from flags import engine, sdk_auth, snapshot
+from flags import engine, sdk_auth, snapshot, usage
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +304,7 @@ def single_answer(
             "errorDetails": f"There is no flag {key!r} in the environment {environment_key!r}.",
         }
     result = evaluate_one(compiled, key, ctx)
+    usage.ofrep_count(compiled.environment_id, key, result)  # aggregated, flushed every few s
     return (400 if "errorCode" in result else 200), result
 
 

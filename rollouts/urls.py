@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rollouts.views import calendar, plans, policies, releases, rollouts, safety, windows
+from rollouts.views import calendar, checks, plans, policies, releases, rollouts, safety, windows
 
 app_name = "rollouts"
 urlpatterns = [
@@ -32,4 +32,10 @@ urlpatterns = [
     path("<slug:key>/approval/request/", safety.approval_request, name="approval_request"),
     path("<slug:key>/checklist/<int:item_id>/", safety.checklist_tick, name="checklist_tick"),
     path("<slug:key>/alerts/", safety.alert_settings, name="alert_settings"),
+    # Guarded phases: metric checks
+    path("<slug:key>/checks/", checks.rollout_checks, name="checks"),
+    path("<slug:key>/checks/add/", checks.check_add, name="check_add"),
+    path("<slug:key>/checks/test/", checks.check_test, name="check_test"),
+    path("<slug:key>/checks/prometheus/", checks.prometheus_source_set, name="prometheus_set"),
+    path("<slug:key>/checks/<int:check_id>/delete/", checks.check_delete, name="check_delete"),
 ]
