@@ -9,7 +9,8 @@ missing service skips those tests with the reason; with CI=true it fails them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
@@ -19,6 +20,15 @@ from core.roles import ADMINS, RELEASE_MANAGERS, SUPPORT, sync_roles
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def require_service(available: bool, reason: str) -> None:
@@ -159,3 +169,19 @@ def pytest_report_header(config):
     if TEST_NOW:
         return [f"clock: ROLLCALL_TEST_NOW={TEST_NOW} (unit and database tests)"]
     return []
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One Chromium for the whole run: Playwright's sync API allows one running instance per
+    thread, so the browser tests and the integration tests that use a browser share it."""
+    require_service(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
+    # Playwright's sync API runs an event loop in the test thread; Django's ORM calls in the
+    # same thread are still synchronous, so this is safe here.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()

@@ -37,21 +37,13 @@ from django.core.management import call_command
 
 from flags import services, snapshot
 from flags.models import Environment, SdkKey
-from tests.conftest import CHROMIUM, clear_flag_caches, require_service
+from tests.conftest import clear_flag_caches, require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_DIR = ROOT / "node_modules" / "@unleash" / "client-specification" / "specifications"
 COMPAT_DIR = ROOT / "tests" / "compat"
 BUNDLE = ROOT / "var" / "compat" / "web_bundle.js"
 NODE = shutil.which("node")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 TARGETING_KEY_MISSING = (
@@ -209,17 +201,6 @@ def web_page(node) -> Iterator[str]:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_service(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
