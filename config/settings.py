@@ -338,6 +338,8 @@ SPECTACULAR_SETTINGS = {
         "AudienceKindEnum": "comms.models.Audience.Kind",
         "NoticeEventEnum": "comms.models.NoticeEvent",
         "RollbackModeEnum": "rollouts.models.Rollout.RollbackMode",
+        "CheckComparisonEnum": "rollouts.models.PhaseCheck.Comparison",
+        "CheckStatusEnum": "rollouts.models.PhaseCheck.Status",
     },
 }
 

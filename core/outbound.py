@@ -326,7 +326,9 @@ def request(
                 )
             except OutboundRefused:
                 raise
-            except Exception as exc:
+            except (requests.RequestException, OSError, ValueError) as exc:
+                # Only failures of the request itself: a worker's time limit
+                # (SoftTimeLimitExceeded) and other interruptions go up unchanged.
                 cause = exc.__context__ if isinstance(exc, requests.ConnectionError) else None
                 if isinstance(cause, OutboundRefused):
                     raise cause from None

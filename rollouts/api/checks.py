@@ -39,7 +39,7 @@ class CheckInputSerializer(serializers.Serializer):
     phase_index = serializers.IntegerField(min_value=0)
     name = serializers.CharField(max_length=100)
     query = serializers.CharField(max_length=check_services.MAX_QUERY)
-    comparison = serializers.ChoiceField(choices=PhaseCheck.Comparison.values, default="<")
+    comparison = serializers.ChoiceField(choices=PhaseCheck.Comparison.choices, default="<")
     threshold = serializers.FloatField()
     failures_to_trip = serializers.IntegerField(min_value=1, max_value=20, default=1)
 
@@ -47,14 +47,14 @@ class CheckInputSerializer(serializers.Serializer):
 class CheckUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
     query = serializers.CharField(max_length=check_services.MAX_QUERY, required=False)
-    comparison = serializers.ChoiceField(choices=PhaseCheck.Comparison.values, required=False)
+    comparison = serializers.ChoiceField(choices=PhaseCheck.Comparison.choices, required=False)
     threshold = serializers.FloatField(required=False)
     failures_to_trip = serializers.IntegerField(min_value=1, max_value=20, required=False)
 
 
 class CheckTestSerializer(serializers.Serializer):
     query = serializers.CharField(max_length=check_services.MAX_QUERY)
-    comparison = serializers.ChoiceField(choices=PhaseCheck.Comparison.values, default="<")
+    comparison = serializers.ChoiceField(choices=PhaseCheck.Comparison.choices, default="<")
     threshold = serializers.FloatField()
     phase_index = serializers.IntegerField(min_value=0, required=False)
 

@@ -26,6 +26,14 @@ def test_sweep__queued_step_lost__queued_again_once_the_guard_expires(
     settings, monkeypatch, time_machine
 ):
     settings.ROLLCALL_TICK_SECONDS = 30
+    # The guard is a cache key with a timeout; Redis expires keys by its own clock, which the
+    # travelled test clock cannot move, so this test keeps the guard in process memory.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "requeue-guard-test",
+        }
+    }
     cache.clear()
     sent: list[list[tuple[int, int]]] = []
     monkeypatch.setattr(
