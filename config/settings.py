@@ -204,9 +204,10 @@ ROLLCALL_TICK_SECONDS = env.int("ROLLCALL_TICK_SECONDS", default=30)
 # idempotency id); a "queued" one whose task has not run for this long is queued again.
 COMMS_DELIVERY_STALE_SECONDS = env.int("COMMS_DELIVERY_STALE_SECONDS", default=120)
 COMMS_DELIVERY_REQUEUE_SECONDS = env.int("COMMS_DELIVERY_REQUEUE_SECONDS", default=600)
-# Seconds a process answers flag evaluations from its compiled snapshot before re-checking the
-# environment's config version in the cache (changes made by other processes show up within it).
-FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=1.0)
+# Seconds between a process's checks for flag or SDK-key changes made by other processes (one
+# Redis GET, or one tiny versions query without Redis); the staleness bound is about this plus
+# a request. See flags/freshness.py.
+FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=0.5)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -38,7 +38,7 @@ def clear_flag_caches() -> None:
     """
     from flags import sdk_auth, snapshot
 
-    snapshot.invalidate_local()
+    snapshot.forget_seen()
     sdk_auth.clear_local()
     client = getattr(getattr(cache, "_cache", None), "get_client", None)
     if client is None:
