@@ -140,10 +140,12 @@ def _read_versions() -> tuple[dict[int, int], tuple[int, int, int]]:
     from flags.models import Environment, SdkKey
 
     qn = connection.ops.quote_name
+    # Only quoted table and column names are interpolated; there are no parameters.
     sql = (
-        f"SELECT e.{qn('id')}, e.{qn('config_version')}, k.n, k.r, k.m "
+        f"SELECT e.{qn('id')}, e.{qn('config_version')}, k.n, k.r, k.m "  # noqa: S608
         f"FROM {qn(Environment._meta.db_table)} e CROSS JOIN ("
-        f"SELECT COUNT(*) AS n, COUNT({qn('revoked_at')}) AS r, COALESCE(MAX({qn('id')}), 0) AS m "
+        f"SELECT COUNT(*) AS n, COUNT({qn('revoked_at')}) AS r, "
+        f"COALESCE(MAX({qn('id')}), 0) AS m "
         f"FROM {qn(SdkKey._meta.db_table)}) k"
     )
     with connection.cursor() as cursor:
