@@ -723,6 +723,17 @@ def rollout_rollback(
         return rollout
     assert isinstance(captured, dict)
     rules, dropped = _restorable_rules(list(captured.get("rules") or []))
+    enabled = bool(captured.get("enabled"))
+    if not strategies.answers_explicitly(rollout.strategy, enabled=enabled, rules=rules):
+        # A slot flag never falls back to the caller's default: everyone back on the old slot.
+        enabled, rules = (
+            True,
+            strategies.resting_rules(
+                strategy_key=rollout.strategy,
+                flag_key=rollout.flag.key,
+                title=f"Rollout {rollout.key}: rolled back"[:200],
+            ),
+        )
     _record(
         rollout,
         kind=Kind.ROLLED_BACK,
@@ -739,7 +750,7 @@ def rollout_rollback(
         flag=rollout.flag,
         environment=rollout.environment,
         actor=actor,
-        enabled=bool(captured.get("enabled")),
+        enabled=enabled,
         rules=rules,
     )
     logger.info(
