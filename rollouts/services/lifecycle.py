@@ -23,7 +23,7 @@ from flags.models import FlagState, Segment
 from flags.services import flag_state_update
 from rollouts import scheduling, strategies
 from rollouts import windows as windows_mod
-from rollouts.models import Phase, Rollout, RolloutEvent
+from rollouts.models import Hold, Phase, Rollout, RolloutEvent
 from rollouts.services.common import (
     LIVE_STATES,
     STOPPED_STATES,
@@ -44,7 +44,7 @@ from rollouts.services.gates import (
     gate_status,
     promotion_blocker,
 )
-from rollouts.services.holds import _active_holds, _clear_holds
+from rollouts.services.holds import _active_holds, _clear_holds, _hold
 from rollouts.services.windows import _check_window, _due, window_specs
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,54 @@ def _check_no_other_live(rollout: Rollout) -> None:
             "finish, roll back or cancel it first.",
             field="flag",
         )
+
+
+def _remember_flag_version(rollout: Rollout, version: int) -> None:
+    """The flag version this rollout left behind (compared before its next phase)."""
+    rollout.applied_flag_version = version
+    Rollout.objects.filter(pk=rollout.pk).update(applied_flag_version=version)
+
+
+def _current_flag_state(rollout: Rollout) -> FlagState | None:
+    return FlagState.objects.filter(
+        flag_id=rollout.flag_id, environment_id=rollout.environment_id
+    ).first()
+
+
+def _hand_edit(rollout: Rollout, phases: Sequence[Phase]) -> str | None:
+    """Why the next phase must not apply: the flag changed since this rollout last set it."""
+    if rollout.applied_flag_version is None or rollout.current_phase_index < 0:
+        return None
+    state = _current_flag_state(rollout)
+    if state is None or state.version == rollout.applied_flag_version:
+        return None
+    last = state.history.order_by("-history_date").select_related("history_user").first()
+    who = f" by {last.history_user}" if last is not None and last.history_user else ""
+    done = phases[rollout.current_phase_index].name
+    return (
+        f"{rollout.flag.key} in {rollout.environment.name} was edited{who} since phase "
+        f"{rollout.current_phase_index + 1} ({done}) applied (flag version "
+        f"{rollout.applied_flag_version} -> {state.version}); the next phase would overwrite "
+        "the edit. Review the flag, then resume to apply the next phase over it, or roll back."
+    )
+
+
+def _newer_rollout(rollout: Rollout) -> Rollout | None:
+    """A rollout of the same flag and environment that changed the flag after this one did."""
+    if rollout.started_at is None:
+        return None
+    return (
+        Rollout.objects.filter(
+            flag_id=rollout.flag_id,
+            environment_id=rollout.environment_id,
+            started_at__gt=rollout.started_at,
+        )
+        .exclude(pk=rollout.pk)
+        # A newer rollout rolled back with "restore" gave the flag back as this one left it.
+        .exclude(state=State.ROLLED_BACK, rollback_mode=Rollout.RollbackMode.RESTORE)
+        .order_by("-started_at")
+        .first()
+    )
 
 
 def _check_schedulable(rollout: Rollout, phases: Sequence[Phase], now: datetime) -> None:
@@ -214,6 +262,7 @@ def _advance_to(
     _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
     # Last, so the environment row (bumped by flags) is locked for the shortest time.
     state = _apply_exposure(rollout, phase, actor)
+    _remember_flag_version(rollout, state.version)
     logger.info(
         "rollout.advanced rollout_id=%s key=%s phase=%s percentage=%s source=%s lateness_s=%s "
         "flag_version=%s",
@@ -351,6 +400,13 @@ def rollout_advance(
         if starting:
             _start(rollout, now=now, actor=actor, source=source, due_at=due)
             return True
+        edited = _hand_edit(rollout, phases)
+        if edited is not None:
+            _hold(
+                rollout, kind=Hold.Kind.FLAG_EDITED, reason=edited, source=source, actor=actor,
+                now=now,
+            )  # fmt: skip
+            return False
         _advance_to(
             rollout, phases, index, now=now, actor=actor, source=source, due_at=due, reason=reason
         )
@@ -392,6 +448,9 @@ def rollout_advance_now(
             f"Rollout {rollout.key} is at its last phase; complete it instead.", field="state"
         )
     _check_gates(rollout, phases[index], "advance")
+    edited = _hand_edit(rollout, phases)
+    if edited is not None:
+        raise ConflictError(edited.replace("then resume to", "then hold and resume the rollout to"))
     due = scheduling.next_due_at(rollout, phases)
     skips_soak = due is None or due > now
     reason = (reason or "").strip()
@@ -488,9 +547,12 @@ def rollout_resume(
     if rollout.state not in STOPPED_STATES:
         raise _illegal(rollout, "resume")
     from_state = rollout.state
-    cleared = _clear_holds(
-        _active_holds(rollout), now=now, actor=actor, source=source, reason="resumed"
-    )
+    holds = _active_holds(rollout)
+    if any(h.kind == Hold.Kind.FLAG_EDITED for h in holds):
+        state = _current_flag_state(rollout)
+        if state is not None:  # the person accepts the hand edit: the next phase applies over it
+            _remember_flag_version(rollout, state.version)
+    cleared = _clear_holds(holds, now=now, actor=actor, source=source, reason="resumed")
     stopped = _close_pause(rollout, now)
     rollout.state = State.SCHEDULED if rollout.current_phase_index < 0 else State.RUNNING
     rollout.held_from = ""
@@ -686,6 +748,16 @@ def rollout_rollback(
             f"Rollout {rollout.key} is complete: freezing keeps the full exposure. Restore the "
             "rules from before the rollout instead.",
             field="mode",
+        )
+    newer = None if freeze else _newer_rollout(rollout)
+    if newer is not None:
+        pct = rollout_exposure(newer)
+        at = f", {pct}%" if pct is not None else ""
+        raise ConflictError(
+            f"Rollout {newer.key} ({newer.get_state_display().lower()}{at}) changed "
+            f"{rollout.flag.key} in {rollout.environment.name} after {rollout.key}; restoring "
+            f"the flag as it was before {rollout.key} would overwrite it. Roll back {newer.key} "
+            "first."
         )
     captured = rollout.captured_state
     if not freeze and not isinstance(captured, dict):
