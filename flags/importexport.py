@@ -412,6 +412,17 @@ def _apply(
                 flag.save()
                 changed = True
         state = states.get(item.key)
+        if state is None or state.enabled != item.enabled or state.rules != rules:
+            services.check_state_change(  # the environment's approval policy applies here too
+                services.StateChange(
+                    flag_key=item.key,
+                    environment=env,
+                    old_enabled=state.enabled if state is not None else False,
+                    old_rules=state.rules if state is not None else [],
+                    new_enabled=item.enabled,
+                    new_rules=rules,
+                )
+            )
         if state is None:
             state = FlagState(flag=flag, environment=env, enabled=item.enabled, rules=rules)
             _set_history_user(state, actor)

@@ -15,3 +15,9 @@ class RolloutsConfig(AppConfig):
         register_panel(approvals_panel)
         register_panel(active_rollouts_panel)
         register_panel(upcoming_changes_panel)
+
+        from flags.services import register_state_check
+        from rollouts.services.direct_writes import direct_state_change_refusal
+
+        # Direct flag-state writes follow the environments' approval policies too.
+        register_state_check(direct_state_change_refusal)

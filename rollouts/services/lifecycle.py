@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 
 from core.exceptions import ApplicationError, ConflictError
 from flags.models import FlagState, Segment
-from flags.services import flag_state_update
+from flags.services import flag_state_update, through_rollout
 from rollouts import scheduling, strategies
 from rollouts import windows as windows_mod
 from rollouts.models import Hold, Phase, Rollout, RolloutEvent
@@ -71,9 +71,14 @@ def _apply_exposure(rollout: Rollout, phase: Phase, actor: AbstractBaseUser | No
         segment_id=phase.segment_id,
         title=f"Rollout {rollout.key}: {phase.name}"[:200],
     )
-    return flag_state_update(
-        flag=rollout.flag, environment=rollout.environment, actor=actor, enabled=True, rules=rules
-    )
+    with through_rollout():  # the phase's gates applied
+        return flag_state_update(
+            flag=rollout.flag,
+            environment=rollout.environment,
+            actor=actor,
+            enabled=True,
+            rules=rules,
+        )
 
 
 def _check_no_other_live(rollout: Rollout) -> None:
@@ -818,13 +823,14 @@ def rollout_rollback(
         to_percentage=0,
         data={**data, "restored": captured, "dropped_rules": dropped},
     )
-    flag_state_update(
-        flag=rollout.flag,
-        environment=rollout.environment,
-        actor=actor,
-        enabled=enabled,
-        rules=rules,
-    )
+    with through_rollout():  # back to the state before the rollout
+        flag_state_update(
+            flag=rollout.flag,
+            environment=rollout.environment,
+            actor=actor,
+            enabled=enabled,
+            rules=rules,
+        )
     logger.info(
         "rollout.rolled_back rollout_id=%s key=%s source=%s mode=restore",
         rollout.id, rollout.key, source,

@@ -20,7 +20,7 @@ from django.utils.text import slugify
 
 from core.exceptions import ApplicationError
 from flags.models import Environment, Flag, FlagState, Segment
-from flags.services import flag_create, flag_state_update
+from flags.services import flag_create, flag_state_update, through_rollout
 from rollouts import strategies
 from rollouts.models import Approval, ChecklistItem, Phase, Release, Rollout, RolloutEvent
 from rollouts.services.alerts import new_alert_secret, normalize_matchers
@@ -514,17 +514,18 @@ def _answer_old_version(rollout: Rollout, actor: AbstractBaseUser | None) -> Non
         or strategies.answers_explicitly(rollout.strategy, enabled=state.enabled, rules=state.rules)
     ):
         return  # configured by someone: leave it
-    flag_state_update(
-        flag=rollout.flag,
-        environment=rollout.environment,
-        actor=actor,
-        enabled=True,
-        rules=strategies.resting_rules(
-            strategy_key=rollout.strategy,
-            flag_key=rollout.flag.key,
-            title=f"Rollout {rollout.key}: before the switch"[:200],
-        ),
-    )
+    with through_rollout():  # answers the old version: exposes nobody to the new one
+        flag_state_update(
+            flag=rollout.flag,
+            environment=rollout.environment,
+            actor=actor,
+            enabled=True,
+            rules=strategies.resting_rules(
+                strategy_key=rollout.strategy,
+                flag_key=rollout.flag.key,
+                title=f"Rollout {rollout.key}: before the switch"[:200],
+            ),
+        )
 
 
 def _template_plan(
