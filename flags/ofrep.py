@@ -271,6 +271,8 @@ def evaluate_flag(request: HttpRequest, key_info: sdk_auth.KeyInfo, key: str) ->
     except _BadRequest as exc:
         return ofrep_error(exc.code, exc.details, 400, key)
     if key not in compiled.snapshot:
+        compiled = snapshot.load_latest(key_info.environment_id)  # created a moment ago?
+    if key not in compiled.snapshot:
         return ofrep_error(
             "FLAG_NOT_FOUND",
             f"There is no flag {key!r} in the environment {key_info.environment_key!r}.",

@@ -96,6 +96,16 @@ def load(environment_id: int) -> Compiled:
         _REFRESH.release()
 
 
+def load_latest(environment_id: int) -> Compiled:
+    """`load` after checking for changes now: before answering that a flag does not exist.
+
+    One version check (a Redis GET, or the tiny versions query) per such answer, so a flag is
+    never answered as missing by a process once another one committed it.
+    """
+    freshness.recheck()
+    return load(environment_id)
+
+
 def invalidate_local() -> None:
     """Forget every snapshot of this process (called on commit of any flag change)."""
     _GENERATION[0] += 1

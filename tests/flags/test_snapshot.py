@@ -465,3 +465,10 @@ def test_get_snapshot__invalidated_while_refreshing__stale_result_not_kept(env, 
     assert "b" not in snapshot.get_snapshot(env.id)
     monkeypatch.setattr(snapshot, "_compile", real_compile)
     assert "b" in snapshot.get_snapshot(env.id)
+
+
+def test_load_latest__flag_created_in_other_process_within_interval__found(env, clock):
+    snapshot.get_snapshot(env.id)
+    _bump_elsewhere(env)  # creates "b" elsewhere
+    assert "b" not in snapshot.load(env.id).snapshot  # within the interval: not checked yet
+    assert "b" in snapshot.load_latest(env.id).snapshot
