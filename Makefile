@@ -10,9 +10,25 @@ export PORT
 install: $(VENV)/.installed node_modules/.installed
 
 # Reinstall only when the lock file changes, so a second `make run` starts fast.
+# The venv starts without pip; the pinned, hashed uv from the lock is put in it by the
+# system's pip, and uv syncs it to the lock exactly (pip included), compiling bytecode as
+# pip does (with PYTHONDONTWRITEBYTECODE set, every process would otherwise recompile
+# Django). Where that is not possible, the venv's own pip installs the same hashed lock.
 $(VENV)/.installed: requirements.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	@awk '/^uv==/{p=1;print;next} p&&/^ +--hash/{print;next} {p=0}' requirements.lock \
+	  > $(VENV)/uv-requirements.txt
+	@test -x $(BIN)/uv || $(PYTHON) -m pip --python $(BIN)/python install --quiet \
+	  --disable-pip-version-check --require-hashes --no-deps -r $(VENV)/uv-requirements.txt \
+	  2>/dev/null || true
+	@if test -x $(BIN)/uv; then \
+	  echo "uv pip sync requirements.lock"; \
+	  $(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock; \
+	else \
+	  echo "pip install --require-hashes -r requirements.lock (uv unavailable)"; \
+	  test -x $(BIN)/pip || $(BIN)/python -m ensurepip --upgrade --default-pip; \
+	  $(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock; \
+	fi
 	@touch $@
 
 node_modules/.installed: package-lock.json
@@ -22,7 +38,8 @@ node_modules/.installed: package-lock.json
 dirs:
 	@mkdir -p var/celery/broker var/celery/processed var/celery/control var/staticfiles
 
-run: install dirs
+# The app needs no npm packages (they serve the compatibility tests), so `run` skips npm.
+run: $(VENV)/.installed dirs
 	$(BIN)/python manage.py migrate --noinput
 	LOG_LEVEL=WARNING $(BIN)/python manage.py load_demo
 	@echo ""
@@ -34,9 +51,12 @@ run: install dirs
 	@echo ""
 	$(BIN)/honcho start --port $(PORT)
 
+# The same checks run by pre-commit (.pre-commit-config.yaml); settings in pyproject.toml.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/lint-imports --no-logo
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -48,13 +68,12 @@ test: lint dirs
 bench: install dirs
 	$(BIN)/python bench/run_all.py $(BENCHES)
 
-# Re-resolve requirements.in into the pinned lock file.
-lock:
-	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet -r requirements.in
-	(echo "# Generated from requirements.in with: pip install -r requirements.in && pip freeze"; \
-	 echo "# Regenerate with: make lock"; .lockvenv/bin/pip freeze) > requirements.lock
-	rm -rf .lockvenv
+# Resolve pyproject.toml (runtime + dev extra) into the hashed lock. Versions already in the
+# lock are kept; `make lock UPGRADE=1` moves everything to the newest allowed versions.
+# The lock pins uv too, so `make lock` runs the same uv everywhere.
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	  --generate-hashes $(if $(UPGRADE),--upgrade) --quiet -o requirements.lock
 
 clean:
-	rm -rf $(VENV) node_modules var
+	rm -rf $(VENV) node_modules var .mypy_cache .import_linter_cache

@@ -29,6 +29,21 @@ class NoticeFilterForm(forms.Form):
         to_field_name="key",
     )
 
+    # The rollout menu lists the newest rollouts (any key still filters: a link from a
+    # rollout's page names its own).
+    ROLLOUT_CHOICES = 100
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["rollout"]
+        assert isinstance(field, forms.ModelChoiceField)
+        newest = list(field.queryset[: self.ROLLOUT_CHOICES]) if field.queryset is not None else []
+        selected = str(self.data.get("rollout") or "")
+        choices = [("", "Any rollout"), *((r.key, str(r)) for r in newest)]
+        if selected and all(r.key != selected for r in newest):
+            choices.append((selected, selected))
+        field.widget.choices = choices
+
 
 def local_to_aware(value: datetime | None, tz_name: str) -> datetime | None:
     """A datetime-local value read as wall time in the audience's time zone (Django's form

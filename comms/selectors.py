@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import NoReverseMatch, reverse
 
 from comms.models import (
@@ -311,20 +313,41 @@ def planned_notices(rollout: Rollout, now: datetime) -> list[PlannedNotice]:
 # Lists and details
 
 
-def notice_list(
-    *,
-    state: str | None = None,
-    audience_id: int | None = None,
-    rollout_id: int | None = None,
-    limit: int = 100,
-) -> list[Notice]:
-    """Newest first, with delivery counts per state (two queries, whatever the data)."""
+NOTICES_PER_PAGE = 50
+
+
+def _delivery_count(**where: Any) -> Coalesce:
+    """How many deliveries of the row's notice (matching `where`): a subquery, which the
+    database evaluates for the rows returned only, after ORDER BY and LIMIT."""
+    return Coalesce(
+        Subquery(
+            Delivery.objects.filter(notice=OuterRef("pk"), **where)
+            .order_by()
+            .values("notice")
+            .annotate(n=Count("id"))
+            .values("n")
+        ),
+        0,
+    )
+
+
+def _notices(
+    *, state: str | None = None, audience_id: int | None = None, rollout_id: int | None = None
+) -> QuerySet[Notice]:
+    """Filtered notices, newest first, with every relation the list prints and their delivery
+    counts per state."""
     qs: QuerySet[Notice] = Notice.objects.select_related(
-        "audience", "rollout", "rollout__environment", "release", "phase", "created_by"
+        "audience",
+        "rollout",
+        "rollout__release",
+        "rollout__environment",
+        "release",
+        "phase",
+        "created_by",
     ).annotate(
-        delivery_count=Count("deliveries"),
-        delivered_count=Count("deliveries", filter=Q(deliveries__state=Delivery.State.SENT)),
-        failed_count=Count("deliveries", filter=Q(deliveries__state=Delivery.State.FAILED)),
+        delivery_count=_delivery_count(),
+        delivered_count=_delivery_count(state=Delivery.State.SENT),
+        failed_count=_delivery_count(state=Delivery.State.FAILED),
     )
     if state:
         qs = qs.filter(state=state)
@@ -332,7 +355,33 @@ def notice_list(
         qs = qs.filter(audience_id=audience_id)
     if rollout_id:
         qs = qs.filter(rollout_id=rollout_id)
-    return list(qs.order_by("-created_at", "-id")[:limit])
+    return qs.order_by("-created_at", "-id")
+
+
+def notice_list(
+    *,
+    state: str | None = None,
+    audience_id: int | None = None,
+    rollout_id: int | None = None,
+    limit: int = 100,
+) -> list[Notice]:
+    """Newest first, with delivery counts per state (one query, whatever the data: only the
+    notices taken have their deliveries counted)."""
+    return list(_notices(state=state, audience_id=audience_id, rollout_id=rollout_id)[:limit])
+
+
+def notice_page(
+    *,
+    state: str | None = None,
+    audience_id: int | None = None,
+    rollout_id: int | None = None,
+    page: int | str | None = 1,
+    per_page: int = NOTICES_PER_PAGE,
+) -> Page[Notice]:
+    """One page of the notice list with delivery counts (a count + 1 query whatever the
+    data); a page number out of range gives the last page."""
+    qs = _notices(state=state, audience_id=audience_id, rollout_id=rollout_id)
+    return Paginator(qs, per_page).get_page(page)
 
 
 def notice_detail(*, notice_id: int) -> Notice:

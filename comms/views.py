@@ -64,9 +64,14 @@ def notices(request: AuthenticatedHttpRequest) -> HttpResponse:
             "audience_id": data["audience"].id if data.get("audience") else None,
             "rollout_id": data["rollout"].id if data.get("rollout") else None,
         }
+    page = selectors.notice_page(**filters, page=request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
     context = {
         "form": form,
-        "notices": selectors.notice_list(**filters),
+        "notices": page.object_list,
+        "page": page,
+        "page_query": query.urlencode(),
         "failures": selectors.failed_deliveries(limit=20),
         "filtered": any(filters.values()),
     }

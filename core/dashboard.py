@@ -44,7 +44,7 @@ def render_sections(slot: str, request: HttpRequest, **kwargs: Any) -> list[str]
     """The HTML of every section registered for `slot` that has something to show."""
     from django.template.loader import render_to_string
 
-    html = []
+    html: list[str] = []
     for section in _SECTIONS.get(slot, []):
         result = section(request, **kwargs)
         if result is not None:

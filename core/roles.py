@@ -40,7 +40,7 @@ ROLE_DESCRIPTIONS = {
 }
 
 
-def _permission_codenames(role: str, perms: list[tuple[str, str, str]]) -> list[int]:
+def _permission_codenames(role: str, perms: list[tuple[int, str, str]]) -> list[int]:
     """perms: (id, app_label, codename) triples; returns the ids this role gets."""
     chosen: list[int] = []
     for pk, app_label, codename in perms:

@@ -15,7 +15,8 @@ from typing import Any, cast
 from django import forms
 from django.core.validators import RegexValidator
 
-from flags.models import Environment, Flag, flag_key_validator
+from flags import engine
+from flags.models import Environment, Flag, SdkKey, flag_key_validator
 from flags.services import OPERATORS, RESERVED_FLAG_KEYS, SINGLE_VALUE_OPERATORS, TOTAL_WEIGHT
 
 
@@ -605,6 +606,15 @@ class EvaluateForm(forms.Form):
             props[key.strip()] = value.strip()
         return props
 
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if not self.errors:  # values the engine must not see (lone surrogates): a form error
+            try:
+                engine.context_from_ofrep(self.context())
+            except engine.InvalidContext as exc:
+                raise forms.ValidationError(exc.details) from None
+        return cleaned
+
     def context(self) -> dict[str, Any]:
         """An OpenFeature-style context, mapped to Unleash by the same function OFREP uses."""
         data = self.cleaned_data
@@ -673,3 +683,13 @@ class SdkKeyCreateForm(forms.Form):
     name = forms.CharField(
         label="Key name", max_length=100, help_text="Who uses it, e.g. “checkout-service”."
     )
+    kind = forms.ChoiceField(
+        label="Kind",
+        choices=SdkKey.Kind.choices,
+        required=False,
+        initial=SdkKey.Kind.SERVER,
+        help_text="Frontend keys only get evaluated answers: safe in a browser or mobile app.",
+    )
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or SdkKey.Kind.SERVER

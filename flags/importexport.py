@@ -6,7 +6,14 @@ the same configuration. `flags_import` accepts that document, or one fetched fro
 server's `/api/client/features` (legacy strategy names included).
 
 An import validates everything first and changes nothing when anything is wrong: the error
-lists every problem, one per line. Then, in one transaction, it creates or updates segments
+lists every problem, one per line. What an Unleash server itself serves is never wrong: rules
+that can never match (an unknown operator or strategy, a regex the engine's dialect rejects, a
+reference to a missing segment, a dependency on a missing flag; see `flags.compat`) are kept
+as they are, evaluated as Unleash SDKs do (false), and listed as warnings in the result.
+Segments without a name are named after their id ("Segment 3"). A document in the delta API
+format (`{"events": [...]}`) is hydrated first. Strategy and feature variants keep exactly the
+fields they had (no `stickiness` is added: an Unleash SDK reads a missing one as "inherit the
+strategy's", not as `default`). Then, in one transaction, it creates or updates segments
 (matched by name; the file's segment ids are mapped to Rollcall's), creates or updates each
 flag's definition (type, variants, dependencies, ... are shared by all environments) and sets
 the flag's state (enabled + rules) in the target environment. Flags absent from the file are
@@ -20,14 +27,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from simple_history.utils import bulk_create_with_history
 
 from core.exceptions import ApplicationError
-from flags import services
+from flags import compat, engine, services
 from flags.models import FLAG_KEY_PATTERN, Environment, Flag, FlagState, Segment
 from flags.selectors import environment_client_state
+from flags.services.common import Actor, actor_user, set_history_user
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +51,19 @@ class ImportResult:
     created_segments: list[str] = field(default_factory=list)
     updated_segments: list[str] = field(default_factory=list)
     created_environment: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"Imported into {self.environment.key}: {len(self.created_flags)} flag(s) created, "
             f"{len(self.updated_flags)} updated, {len(self.unchanged_flags)} unchanged; "
             f"{len(self.created_segments)} segment(s) created, "
             f"{len(self.updated_segments)} updated."
         )
+        if self.warnings:
+            text += f" {len(self.warnings)} warning(s):"
+            text += "".join(f"\n- {w}" for w in self.warnings)
+        return text
 
 
 @dataclass
@@ -86,13 +98,14 @@ def flags_import(
     *,
     environment: Environment | str,
     data: Any,
-    actor: AbstractBaseUser | None,
+    actor: Actor,
     create_environment: bool = False,
 ) -> ImportResult:
     """Import a client-API document into an environment (all or nothing)."""
     problems: list[str] = []
+    warnings: list[str] = []
     env, env_key = _resolve_environment(environment, create_environment, problems)
-    segments, features = _validate_document(data, problems)
+    segments, features = _validate_document(data, problems, warnings)
     if problems:
         shown = problems[:MAX_REPORTED_PROBLEMS]
         more = len(problems) - len(shown)
@@ -103,6 +116,7 @@ def flags_import(
         raise ApplicationError("\n".join(lines), code="import_invalid")
     with transaction.atomic():
         result = _apply(env, env_key, segments, features, actor)
+        result.warnings = warnings + _dependency_warnings(features)
     logger.info(
         "flags.imported environment=%s created=%d updated=%d unchanged=%d segments_created=%d "
         "segments_updated=%d",
@@ -138,10 +152,18 @@ def _resolve_environment(
     return None, key
 
 
-def _validate_document(data: Any, problems: list[str]) -> tuple[list[_Segment], list[_Feature]]:
+def _validate_document(
+    data: Any, problems: list[str], warnings: list[str]
+) -> tuple[list[_Segment], list[_Feature]]:
     if not isinstance(data, dict):
         problems.append('The file must be a JSON object: {"version": 2, "features": [...]}.')
         return [], []
+    if "features" not in data and isinstance(data.get("events"), list):
+        try:  # Unleash's delta API format: hydrate the events into a client-API document
+            data = engine.apply_delta(None, data["events"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problems.append(f"'events' is not a valid list of delta API events ({exc}).")
+            return [], []
     raw_features = data.get("features")
     if not isinstance(raw_features, list):
         problems.append("'features' must be a list of flags.")
@@ -150,7 +172,7 @@ def _validate_document(data: Any, problems: list[str]) -> tuple[list[_Segment], 
     if not isinstance(raw_segments, list):
         problems.append("'segments' must be a list.")
         raw_segments = []
-    segments = _validate_segments(raw_segments, problems)
+    segments = _validate_segments(raw_segments, problems, warnings)
     segment_ids = {s.file_id for s in segments}
     known_keys = set(
         Flag.objects.exclude(lifecycle=Flag.Lifecycle.ARCHIVED).values_list("key", flat=True)
@@ -164,6 +186,10 @@ def _validate_document(data: Any, problems: list[str]) -> tuple[list[_Segment], 
             label = f"Flag {raw['name']!r}"
         try:
             feature = _validate_feature(raw, segment_ids, known_keys | file_keys)
+            seg_map: dict[Any, Any] = {i: i for i in segment_ids}
+            warnings += [
+                f"{label}: {w}" for w in compat.rules_warnings(feature.rules, segments=seg_map)
+            ]
         except ApplicationError as exc:
             problems.append(f"{label}: {exc.message}")
             continue
@@ -175,7 +201,9 @@ def _validate_document(data: Any, problems: list[str]) -> tuple[list[_Segment], 
     return segments, features
 
 
-def _validate_segments(raw_segments: list[Any], problems: list[str]) -> list[_Segment]:
+def _validate_segments(
+    raw_segments: list[Any], problems: list[str], warnings: list[str]
+) -> list[_Segment]:
     segments = []
     ids: set[Any] = set()
     names: set[str] = set()
@@ -185,12 +213,15 @@ def _validate_segments(raw_segments: list[Any], problems: list[str]) -> list[_Se
             problems.append(f"{label}: must be an object with id, name and constraints.")
             continue
         name = raw.get("name")
+        file_id = raw.get("id")
+        if name is None and isinstance(file_id, int) and not isinstance(file_id, bool):
+            name = f"Segment {file_id}"  # Unleash's client API may leave names out
+            warnings.append(f"Segment {file_id} has no name: imported as {name!r}.")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{label}: give the segment a name.")
             continue
         name = name.strip()
         label = f"Segment {name!r}"
-        file_id = raw.get("id")
         if not isinstance(file_id, int) or isinstance(file_id, bool):
             problems.append(f"{label}: 'id' must be a whole number (rules refer to it).")
             continue
@@ -204,12 +235,11 @@ def _validate_segments(raw_segments: list[Any], problems: list[str]) -> list[_Se
             problems.append(f"{label}: keep the name under 100 characters.")
             continue
         try:
-            constraints = services.validate_constraints(
-                raw.get("constraints") or [], where="constraints"
-            )
+            constraints = _tolerant_constraints(raw.get("constraints") or [], where="constraints")
         except ApplicationError as exc:
             problems.append(f"{label}: {exc.message}")
             continue
+        warnings += compat.constraints_warnings(constraints, where=label)
         ids.add(file_id)
         names.add(name.lower())
         segments.append(
@@ -222,10 +252,10 @@ def _validate_feature(raw: Any, segment_ids: set[Any], flag_keys: set[Any]) -> _
     if not isinstance(raw, dict):
         raise ApplicationError("must be an object with name, enabled and strategies.")
     key = raw.get("name")
-    if not isinstance(key, str) or not re.match(FLAG_KEY_PATTERN, key) or len(key) > 100:
+    if not isinstance(key, str) or not re.fullmatch(FLAG_KEY_PATTERN, key) or len(key) > 100:
         raise ApplicationError(
-            "'name' (the flag key) may use up to 100 letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit."
+            "'name' (the flag key) may use up to 100 characters of any language, without "
+            "spaces or '/', '\\', '?', '#', '%', starting with a letter or digit."
         )
     if key.lower() in getattr(services, "RESERVED_FLAG_KEYS", set()):
         raise ApplicationError(f"{key!r} is reserved for a page of Rollcall; rename the flag.")
@@ -247,17 +277,14 @@ def _validate_feature(raw: Any, segment_ids: set[Any], flag_keys: set[Any]) -> _
     enabled = raw.get("enabled", False)
     if not isinstance(enabled, bool):
         raise ApplicationError("'enabled' must be true or false.")
-    variants = services.validate_variants(raw.get("variants") or [], flag_type=value_type)
+    variants = _variants(raw.get("variants") or [], value_type)
     strategies = raw.get("strategies") or []
-    rules = services.validate_rules(strategies, segment_ids=segment_ids)
-    for number, rule in enumerate(rules, start=1):
-        if rule["variants"]:
-            try:
-                rule["variants"] = services.validate_variants(
-                    rule["variants"], flag_type=value_type
-                )
-            except ApplicationError as exc:
-                raise ApplicationError(f"Rule {number}: {exc.message}") from exc
+    if not isinstance(strategies, list):
+        raise ApplicationError("Rules must be a list.")
+    rules = [
+        _tolerant_rule(strategy, number, segment_ids, value_type)
+        for number, strategy in enumerate(strategies, start=1)
+    ]
     dependencies = _validate_dependencies(raw.get("dependencies") or [], key, flag_keys)
     display_name = extra.get("displayName") or key
     description = raw.get("description") or ""
@@ -280,6 +307,74 @@ def _validate_feature(raw: Any, segment_ids: set[Any], flag_keys: set[Any]) -> _
     )
 
 
+def _tolerant_constraints(raw: Any, *, where: str) -> list[dict[str, Any]]:
+    """Validated constraints; those that can never match (see `flags.compat`) kept as given."""
+    if not isinstance(raw, list):
+        raise ApplicationError(f"{where}: constraints must be a list.")
+    clean = []
+    for number, constraint in enumerate(raw, start=1):
+        if compat.constraint_problem(constraint) and isinstance(constraint.get("contextName"), str):
+            clean.append(dict(constraint))
+            continue
+        try:
+            clean += services.validate_constraints([constraint], where=where)
+        except ApplicationError as exc:
+            message = exc.message.replace(f"{where}, constraint 1", f"{where}, constraint {number}")
+            raise ApplicationError(message) from exc
+    return clean
+
+
+def _variants(raw: Any, value_type: str) -> list[dict[str, Any]]:
+    """Validated variants, without the `stickiness` the validator adds where there was none."""
+    clean = services.validate_variants(raw, flag_type=value_type)
+    for given, variant in zip(raw, clean, strict=True):
+        if not (isinstance(given, dict) and given.get("stickiness")):
+            variant.pop("stickiness", None)
+    return clean
+
+
+def _tolerant_rule(raw: Any, number: int, segment_ids: set[Any], value_type: str) -> dict[str, Any]:
+    """One strategy, validated; what Unleash tolerates (flags.compat) is kept as given."""
+    where = f"Rule {number}"
+    if not isinstance(raw, dict):
+        raise ApplicationError(f"{where}: must be an object.")
+    name = raw.get("name", "flexibleRollout")
+    segments = raw.get("segments") or []
+    known = segment_ids | {s for s in segments if isinstance(s, int) and not isinstance(s, bool)}
+    probe = {**raw, "constraints": []}
+    if name not in services.STRATEGIES and isinstance(name, str) and name:
+        probe["name"] = "default"  # an unknown strategy: kept, false (as in Unleash)
+    try:
+        rule = services.validate_rules([probe], segment_ids=known)[0]
+    except ApplicationError as exc:
+        raise ApplicationError(exc.message.replace("Rule 1", where, 1)) from exc
+    rule["name"] = name
+    rule["constraints"] = _tolerant_constraints(raw.get("constraints") or [], where=where)
+    if rule["variants"]:
+        try:
+            rule["variants"] = _variants(rule["variants"], value_type)
+        except ApplicationError as exc:
+            raise ApplicationError(f"{where}: {exc.message}") from exc
+    return rule
+
+
+def _dependency_warnings(features: list[_Feature]) -> list[str]:
+    """Dependencies on flags that do not exist (checked after the import's writes)."""
+    parents = {d["feature"] for f in features for d in f.dependencies}
+    if not parents:
+        return []
+    existing = set(
+        Flag.objects.exclude(lifecycle=Flag.Lifecycle.ARCHIVED)
+        .filter(key__in=parents)
+        .values_list("key", flat=True)
+    )
+    return [
+        f"Flag {f.key!r}: {warning}"
+        for f in features
+        for warning in compat.dependencies_warnings(f.dependencies, flag_keys=existing)
+    ]
+
+
 def _validate_dependencies(raw: Any, key: str, flag_keys: set[Any]) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         raise ApplicationError("'dependencies' must be a list.")
@@ -291,10 +386,8 @@ def _validate_dependencies(raw: Any, key: str, flag_keys: set[Any]) -> list[dict
         parent = dependency["feature"]
         if parent == key:
             raise ApplicationError(f"{label}: a flag cannot depend on itself.")
-        if parent not in flag_keys:
-            raise ApplicationError(
-                f"{label}: the parent flag {parent!r} is neither in the file nor in Rollcall."
-            )
+        # A parent that is neither in the file nor in Rollcall is kept: the flag is off, as in
+        # Unleash (warned about after the import).
         variants = dependency.get("variants") or []
         if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
             raise ApplicationError(f"{label}: 'variants' must be a list of variant names.")
@@ -312,24 +405,19 @@ def _validate_dependencies(raw: Any, key: str, flag_keys: set[Any]) -> list[dict
 # Writes (one transaction)
 
 
-def _set_history_user(obj: Any, actor: AbstractBaseUser | None) -> None:
-    if actor is not None and getattr(actor, "is_authenticated", False):
-        obj._history_user = actor
-
-
 def _apply(
     env: Environment | None,
     env_key: str,
     segments: list[_Segment],
     features: list[_Feature],
-    actor: AbstractBaseUser | None,
+    actor: Actor,
 ) -> ImportResult:
     created_env = False
     if env is None:
         env = services.environment_create(key=env_key, name=env_key.title(), actor=actor)
         created_env = True
     result = ImportResult(environment=env, created_environment=created_env)
-    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    user = actor_user(actor)
 
     by_name = {s.name.lower(): s for s in Segment.objects.select_for_update()}
     id_map: dict[Any, int] = {}
@@ -339,7 +427,7 @@ def _apply(
             segment = Segment(
                 name=item.name, description=item.description, constraints=item.constraints
             )
-            _set_history_user(segment, actor)
+            set_history_user(segment, actor)
             segment.save()
             result.created_segments.append(item.name)
         elif segment.constraints != item.constraints or (
@@ -349,7 +437,7 @@ def _apply(
             if item.description:
                 segment.description = item.description
             segment.version += 1
-            _set_history_user(segment, actor)
+            set_history_user(segment, actor)
             segment.save()
             result.updated_segments.append(segment.name)
         id_map[item.file_id] = segment.pk
@@ -363,80 +451,86 @@ def _apply(
         .filter(environment=env, flag__key__in=keys)
     }
     other_envs = list(Environment.objects.exclude(pk=env.pk))
-    for item in features:
-        rules = [{**rule, "segments": [id_map[s] for s in rule["segments"]]} for rule in item.rules]
-        flag = flags.get(item.key)
+    for feature in features:
+        rules = [
+            {
+                **rule,
+                "segments": [id_map.get(s, compat.MISSING_SEGMENT_ID) for s in rule["segments"]],
+            }
+            for rule in feature.rules
+        ]
+        flag = flags.get(feature.key)
         changed = False
         if flag is None:
             flag = Flag(
-                key=item.key,
-                name=item.name,
-                description=item.description,
-                type=item.type,
-                variants=item.variants,
-                dependencies=item.dependencies,
-                tags=item.tags,
-                lifecycle=item.lifecycle or Flag.Lifecycle.ACTIVE,
-                impression_data=item.impression_data,
+                key=feature.key,
+                name=feature.name,
+                description=feature.description,
+                type=feature.type,
+                variants=feature.variants,
+                dependencies=feature.dependencies,
+                tags=feature.tags,
+                lifecycle=feature.lifecycle or Flag.Lifecycle.ACTIVE,
+                impression_data=feature.impression_data,
                 owner=user,
             )
-            _set_history_user(flag, actor)
+            set_history_user(flag, actor)
             flag.save()
             bulk_create_with_history(
                 [FlagState(flag=flag, environment=other) for other in other_envs],
                 FlagState,
                 default_user=user,
             )
-            result.created_flags.append(item.key)
+            result.created_flags.append(feature.key)
         else:
-            lifecycle = item.lifecycle
+            lifecycle = feature.lifecycle
             if lifecycle is None:
                 keep = (Flag.Lifecycle.ACTIVE, Flag.Lifecycle.PERMANENT)
                 lifecycle = flag.lifecycle if flag.lifecycle in keep else Flag.Lifecycle.ACTIVE
             updates = {
-                "name": item.name,
-                "description": item.description,
-                "type": item.type,
-                "variants": item.variants,
-                "dependencies": item.dependencies,
-                "tags": item.tags,
+                "name": feature.name,
+                "description": feature.description,
+                "type": feature.type,
+                "variants": feature.variants,
+                "dependencies": feature.dependencies,
+                "tags": feature.tags,
                 "lifecycle": lifecycle,
-                "impression_data": item.impression_data,
+                "impression_data": feature.impression_data,
             }
             diff = [name for name, value in updates.items() if getattr(flag, name) != value]
             if diff:
                 for name in diff:
                     setattr(flag, name, updates[name])
                 flag.version += 1
-                _set_history_user(flag, actor)
+                set_history_user(flag, actor)
                 flag.save()
                 changed = True
-        state = states.get(item.key)
-        if state is None or state.enabled != item.enabled or state.rules != rules:
+        state = states.get(feature.key)
+        if state is None or state.enabled != feature.enabled or state.rules != rules:
             services.check_state_change(  # the environment's approval policy applies here too
                 services.StateChange(
-                    flag_key=item.key,
+                    flag_key=feature.key,
                     environment=env,
                     old_enabled=state.enabled if state is not None else False,
                     old_rules=state.rules if state is not None else [],
-                    new_enabled=item.enabled,
+                    new_enabled=feature.enabled,
                     new_rules=rules,
                 )
             )
         if state is None:
-            state = FlagState(flag=flag, environment=env, enabled=item.enabled, rules=rules)
-            _set_history_user(state, actor)
+            state = FlagState(flag=flag, environment=env, enabled=feature.enabled, rules=rules)
+            set_history_user(state, actor)
             state.save()
             changed = True
-        elif state.enabled != item.enabled or state.rules != rules:
-            state.enabled = item.enabled
+        elif state.enabled != feature.enabled or state.rules != rules:
+            state.enabled = feature.enabled
             state.rules = rules
             state.version += 1
-            _set_history_user(state, actor)
+            set_history_user(state, actor)
             state.save()
             changed = True
-        if item.key not in result.created_flags:
-            (result.updated_flags if changed else result.unchanged_flags).append(item.key)
+        if feature.key not in result.created_flags:
+            (result.updated_flags if changed else result.unchanged_flags).append(feature.key)
     if (
         result.created_flags
         or result.updated_flags

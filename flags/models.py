@@ -15,10 +15,14 @@ from simple_history.models import HistoricalRecords
 
 from core.models import BaseModel
 
-FLAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# Unleash's rules: any UTF-8 text without spaces; URLs percent-encode it. Rollcall also keeps
+# out the characters that cannot sit in one URL path segment ('/', '\\', '?', '#', '%') and a
+# leading '.', '_' or '-'. The same pattern works in Python and PostgreSQL (the check below).
+FLAG_KEY_PATTERN = r"^[^\s/\\?#%._-][^\s/\\?#%]*$"
 flag_key_validator = RegexValidator(
     FLAG_KEY_PATTERN,
-    "Use letters, digits, '.', '_' or '-', starting with a letter or digit (no spaces).",
+    "Use letters, digits and symbols such as '.', '_' or '-' (any language), starting with a "
+    "letter or digit; no spaces, '/', '\\', '?', '#' or '%%'.",
 )
 
 
@@ -45,6 +49,7 @@ class SdkKey(BaseModel):
 
     class Kind(models.TextChoices):
         SERVER = "server", "Server (evaluate only)"
+        FRONTEND = "frontend", "Frontend (browser and mobile: evaluated toggles only)"
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="sdk_keys")
     name = models.CharField(max_length=100)

@@ -19,7 +19,8 @@ TARGETING_MATCH, SPLIT, DISABLED, DEFAULT) and always a `variant`:
 
 Errors carry `errorCode` and `errorDetails`: PARSE_ERROR (400: the body is not JSON, or a
 stored payload does not fit the flag's type), INVALID_CONTEXT (400: `context` is not an object,
-`targetingKey` is not a string), TARGETING_KEY_MISSING (400, below), FLAG_NOT_FOUND (404),
+`targetingKey` is not a string, a name or value is not valid Unicode, i.e. has a lone UTF-16
+surrogate), TARGETING_KEY_MISSING (400, below), FLAG_NOT_FOUND (404),
 GENERAL (500: a bug, never bad input; 503 with `Retry-After` in seconds when a process that
 has no snapshot yet cannot reach the database). 401 without an SDK key, 403 for a refused key.
 
@@ -85,8 +86,13 @@ MachineView = Callable[..., HttpResponse]
 # Shared by the machine endpoints (OFREP and the Unleash client API)
 
 
+def encode_json(data: Any) -> bytes:
+    """A machine answer's body: compact JSON, UTF-8."""
+    return _dumps(data).encode()
+
+
 def json_response(data: Any, status: int = 200) -> HttpResponse:
-    response = HttpResponse(_dumps(data).encode(), content_type="application/json", status=status)
+    response = HttpResponse(encode_json(data), content_type="application/json", status=status)
     for name, value in MACHINE_HEADERS.items():
         response[name] = value
     return response
@@ -116,8 +122,16 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return False
 
 
-def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
-    """CSRF-exempt, CORS, SDK-key auth (the view gets the key's KeyInfo), JSON errors."""
+ALL_KINDS = frozenset((sdk_auth.SERVER, sdk_auth.FRONTEND))
+
+
+def machine_view(
+    *methods: str, kinds: frozenset[str] = ALL_KINDS
+) -> Callable[[MachineView], MachineView]:
+    """CSRF-exempt, CORS, SDK-key auth (the view gets the key's KeyInfo), JSON errors.
+
+    `kinds`: the SDK key kinds this endpoint accepts (403 for the others).
+    """
     allowed = ", ".join((*methods, "OPTIONS"))
 
     def decorator(view: MachineView) -> MachineView:
@@ -128,6 +142,13 @@ def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
                 response = HttpResponse(status=204)
                 for name, value in PREFLIGHT_HEADERS.items():
                     response[name] = value
+                # SDKs add their own headers (unleash-sdk, unleash-appname, ...): no cookies
+                # are involved, so whatever a browser asks to send is allowed.
+                requested = request.META.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+                if requested.strip():
+                    response["Access-Control-Allow-Headers"] = (
+                        f"{PREFLIGHT_HEADERS['Access-Control-Allow-Headers']}, {requested.strip()}"
+                    )
                 response["Access-Control-Allow-Methods"] = allowed
                 return response
             if request.method not in methods:
@@ -138,6 +159,7 @@ def machine_view(*methods: str) -> Callable[[MachineView], MachineView]:
                 return response
             try:
                 key_info = sdk_auth.authenticate(request)
+                sdk_auth.require_kind(key_info, kinds)
                 return view(request, key_info, *args, **kwargs)
             except sdk_auth.AuthError as exc:
                 return ofrep_error("GENERAL", exc.detail, exc.status)
@@ -173,12 +195,12 @@ class _BadRequest(Exception):
         self.details = details
 
 
-def _read_context(request: HttpRequest) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the OFREP context as sent, the Unleash context); raises _BadRequest."""
-    try:
-        body = request.body
-    except RequestDataTooBig as exc:
-        raise _BadRequest("PARSE_ERROR", "The request body is too large.") from exc
+def parse_context(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A request body -> (the OFREP context as sent, the Unleash context); raises _BadRequest.
+
+    Values that cannot be evaluated (lone UTF-16 surrogates) are INVALID_CONTEXT: see
+    `flags.engine.context.context_from_ofrep`, which validates while it converts.
+    """
     if not body.strip():
         return {}, {}
     try:
@@ -195,7 +217,10 @@ def _read_context(request: HttpRequest) -> tuple[dict[str, Any], dict[str, Any]]
     targeting_key = context.get("targetingKey")
     if targeting_key is not None and not isinstance(targeting_key, str):
         raise _BadRequest("INVALID_CONTEXT", "'targetingKey' must be a string.")
-    return context, engine.context_from_ofrep(context)
+    try:
+        return context, engine.context_from_ofrep(context)
+    except engine.InvalidContext as exc:
+        raise _BadRequest("INVALID_CONTEXT", exc.details) from None
 
 
 @lru_cache(maxsize=4096)
@@ -263,40 +288,78 @@ def evaluate_one(compiled: snapshot.Compiled, key: str, ctx: dict[str, Any]) -> 
     return result
 
 
-@machine_view("POST")
-def evaluate_flag(request: HttpRequest, key_info: sdk_auth.KeyInfo, key: str) -> HttpResponse:
-    compiled = snapshot.load(key_info.environment_id)
+def single_answer(
+    compiled: snapshot.Compiled, environment_key: str, key: str, body: bytes
+) -> tuple[int, dict[str, Any]]:
+    """(status, OFREP answer) of `POST /ofrep/v1/evaluate/flags/<key>` with this body."""
     try:
-        _, ctx = _read_context(request)
+        _, ctx = parse_context(body)
     except _BadRequest as exc:
-        return ofrep_error(exc.code, exc.details, 400, key)
+        return 400, {"key": key, "errorCode": exc.code, "errorDetails": exc.details}
     if key not in compiled.snapshot:
-        compiled = snapshot.load_latest(key_info.environment_id)  # created a moment ago?
+        compiled = snapshot.load_latest(compiled.environment_id)  # created a moment ago?
     if key not in compiled.snapshot:
-        return ofrep_error(
-            "FLAG_NOT_FOUND",
-            f"There is no flag {key!r} in the environment {key_info.environment_key!r}.",
-            404,
-            key,
-        )
+        return 404, {
+            "key": key,
+            "errorCode": "FLAG_NOT_FOUND",
+            "errorDetails": f"There is no flag {key!r} in the environment {environment_key!r}.",
+        }
     result = evaluate_one(compiled, key, ctx)
-    return json_response(result, 400 if "errorCode" in result else 200)
+    return (400 if "errorCode" in result else 200), result
 
 
-@machine_view("POST")
-def evaluate_flags(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
-    compiled = snapshot.load(key_info.environment_id)
+def bulk_answer(
+    compiled: snapshot.Compiled, body: bytes, if_none_match: str | None
+) -> tuple[int, dict[str, Any] | None, str | None]:
+    """(status, answer, ETag) of `POST /ofrep/v1/evaluate/flags`; answer None for a 304."""
     try:
-        raw_ctx, ctx = _read_context(request)
+        raw_ctx, ctx = parse_context(body)
     except _BadRequest as exc:
-        return ofrep_error(exc.code, exc.details, 400)
+        return 400, {"errorCode": exc.code, "errorDetails": exc.details}, None
     digest = hashlib.blake2b(
         compiled.etag.encode() + _canonical(raw_ctx).encode(), digest_size=16
     ).hexdigest()
     etag = f'"{digest}"'
-    if etag_matches(request.META.get("HTTP_IF_NONE_MATCH"), etag):
-        return not_modified(etag)
+    if etag_matches(if_none_match, etag):
+        return 304, None, etag
     flags = [evaluate_one(compiled, key, ctx) for key in compiled.snapshot.flag_keys]
-    response = json_response({"flags": flags})
-    response["ETag"] = etag
+    return 200, {"flags": flags}, etag
+
+
+def _request_body(request: HttpRequest) -> bytes | None:
+    try:
+        return request.body
+    except RequestDataTooBig:
+        return None
+
+
+_TOO_LARGE = "The request body is too large."
+
+
+#: The SDK key kinds OFREP accepts (both: browser SDKs evaluate through OFREP too).
+OFREP_KINDS = ALL_KINDS
+
+
+@machine_view("POST", kinds=OFREP_KINDS)
+def evaluate_flag(request: HttpRequest, key_info: sdk_auth.KeyInfo, key: str) -> HttpResponse:
+    compiled = snapshot.load(key_info.environment_id)
+    body = _request_body(request)
+    if body is None:
+        return ofrep_error("PARSE_ERROR", _TOO_LARGE, 400, key)
+    status, result = single_answer(compiled, key_info.environment_key, key, body)
+    return json_response(result, status)
+
+
+@machine_view("POST", kinds=OFREP_KINDS)
+def evaluate_flags(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
+    compiled = snapshot.load(key_info.environment_id)
+    body = _request_body(request)
+    if body is None:
+        return ofrep_error("PARSE_ERROR", _TOO_LARGE, 400)
+    status, result, etag = bulk_answer(compiled, body, request.META.get("HTTP_IF_NONE_MATCH"))
+    if result is None and etag is not None:
+        return not_modified(etag)
+    response = json_response(result, status)
+    if etag is not None:
+        response["ETag"] = etag
     return response

@@ -10,6 +10,10 @@ at most every `settings.FLAGS_SNAPSHOT_TTL` seconds), and with a shared cache al
 Django cache (`flags:sdkkey:<hash>`), so a warm request does no query. `sdk_key_revoke` calls
 `forget()` on commit: the revocation applies at once in that process and within the same
 interval everywhere else. Keys only evaluate: the management API never accepts them.
+
+Two kinds: `server` keys may use every machine endpoint; `frontend` keys (shipped in browser
+and mobile apps, so public) only get evaluated answers: the Unleash frontend API and OFREP,
+never the rules (`/api/client/features`). Views state the kinds they accept (`require_kind`).
 """
 
 from __future__ import annotations
@@ -34,10 +38,15 @@ CACHE_TIMEOUT = 300
 _DENIED = "-"
 
 
+SERVER = "server"
+FRONTEND = "frontend"
+
+
 class KeyInfo(NamedTuple):
     sdk_key_id: int
     environment_id: int
     environment_key: str
+    kind: str = SERVER
 
 
 class AuthError(Exception):
@@ -93,6 +102,16 @@ def authenticate(request: HttpRequest) -> KeyInfo:
     return info
 
 
+def require_kind(info: KeyInfo, kinds: frozenset[str]) -> None:
+    """AuthError(403) when the key's kind may not call this endpoint."""
+    if info.kind not in kinds:
+        raise AuthError(
+            403,
+            f"A {info.kind} SDK key cannot call this endpoint: frontend keys only get evaluated "
+            "answers (/api/frontend, OFREP); use a server key for the Unleash client API.",
+        )
+
+
 def lookup(key_hash: str) -> KeyInfo | None:
     """The active key with this hash (in-process, then cache, then one query)."""
     fingerprint = freshness.keys_fingerprint()
@@ -138,7 +157,7 @@ _MISS = object()
 def _encode(info: KeyInfo | None) -> str:
     if info is None:
         return _DENIED
-    return f"{info.sdk_key_id}|{info.environment_id}|{info.environment_key}"
+    return f"{info.sdk_key_id}|{info.environment_id}|{info.kind}|{info.environment_key}"
 
 
 def _from_cache(key_hash: str) -> KeyInfo | object | None:
@@ -147,8 +166,11 @@ def _from_cache(key_hash: str) -> KeyInfo | object | None:
         return _MISS
     if value == _DENIED:
         return None
-    sdk_key_id, environment_id, environment_key = value.split("|", 2)
-    return KeyInfo(int(sdk_key_id), int(environment_id), environment_key)
+    parts = value.split("|", 3)
+    if len(parts) == 3:  # written before key kinds existed: a server key
+        parts.insert(2, SERVER)
+    sdk_key_id, environment_id, kind, environment_key = parts
+    return KeyInfo(int(sdk_key_id), int(environment_id), environment_key, kind)
 
 
 def _from_database(key_hash: str) -> KeyInfo | None:
@@ -156,7 +178,7 @@ def _from_database(key_hash: str) -> KeyInfo | None:
 
     row = (
         SdkKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True)
-        .values_list("id", "environment_id", "environment__key")
+        .values_list("id", "environment_id", "environment__key", "kind")
         .first()
     )
     if row is None:

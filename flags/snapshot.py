@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import cache
@@ -64,6 +64,8 @@ class Compiled:
     #: Flag key -> True when it splits on `userId` alone, False when a session id also does.
     #: Flags absent here never need a targeting key.
     needs_targeting_key: Mapping[str, bool]
+    #: Flag key -> its `impressionData` (the frontend API reports it per toggle).
+    impression_data: Mapping[str, bool] = field(default_factory=dict)
 
 
 _LOCAL: dict[int, Compiled] = {}
@@ -199,8 +201,10 @@ def compile_state(
     features = state.get("features") or []
     value_types = {}
     needs_key = {}
+    impression_data = {}
     for feature in features:
         name = feature.get("name")
+        impression_data[name] = bool(feature.get("impressionData"))
         value_types[name] = (feature.get("rollcall") or {}).get("valueType") or "boolean"
         user_only = _needs_targeting_key(feature)
         if user_only is not None:
@@ -213,6 +217,7 @@ def compile_state(
         etag='"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"',
         value_types=value_types,
         needs_targeting_key=needs_key,
+        impression_data=impression_data,
     )
 
 

@@ -280,18 +280,24 @@ def _entries(
     return entries
 
 
-def flag_history(*, flag: Flag, limit: int = 50) -> list[HistoryEntry]:
-    """Readable changes of a flag and its states, newest first (two queries)."""
+def flag_history(
+    *, flag: Flag, limit: int = 50, before: datetime | None = None
+) -> list[HistoryEntry]:
+    """Readable changes of a flag and its states, newest first (three queries); `before`
+    gives the changes made before that moment (the next page: the oldest `when` shown)."""
     env_names = dict(Environment.objects.values_list("id", "name"))
+    flag_qs = Flag.history.filter(id=flag.pk)
+    state_qs = FlagState.history.filter(flag_id=flag.pk)
+    if before is not None:
+        flag_qs = flag_qs.filter(history_date__lt=before)
+        state_qs = state_qs.filter(history_date__lt=before)
     flag_records = list(
-        Flag.history.filter(id=flag.pk)
-        .select_related("history_user")
-        .order_by("-history_date", "-history_id")[: limit + 1]
+        flag_qs.select_related("history_user").order_by("-history_date", "-history_id")[: limit + 1]
     )
     state_records = list(
-        FlagState.history.filter(flag_id=flag.pk)
-        .select_related("history_user")
-        .order_by("-history_date", "-history_id")[: limit * 2]
+        state_qs.select_related("history_user").order_by("-history_date", "-history_id")[
+            : limit * 2
+        ]
     )
     entries = _entries(flag_records, FLAG_FIELDS, lambda r: "Flag")
     entries += _entries(

@@ -5,9 +5,11 @@
     POST /api/client/metrics    accepted (202) and discarded
 
 Unleash SDKs send the key as `Authorization: <key>`; `Bearer` and `X-API-Key` work too
-(see `flags.sdk_auth`). The document is the environment's compiled snapshot's, served as
-cached bytes: no query and no serialisation per request once warm. Rollcall serves every
-flag of the environment whatever the `project` or `namePrefix` query parameters say.
+(see `flags.sdk_auth`); only server keys are accepted here (the document holds every rule,
+segment and user list; browsers use the frontend API, `flags.frontend`). The document is the
+environment's compiled snapshot's, served as cached bytes: no query and no serialisation per
+request once warm. Rollcall serves every flag of the environment whatever the `project` or
+`namePrefix` query parameters say.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from flags.ofrep import MACHINE_HEADERS, etag_matches, machine_view, not_modifie
 logger = logging.getLogger(__name__)
 
 
-@machine_view("GET")
+SERVER_ONLY = frozenset((sdk_auth.SERVER,))
+
+
+@machine_view("GET", kinds=SERVER_ONLY)
 def client_features(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
     compiled = snapshot.load(key_info.environment_id)
     if etag_matches(request.META.get("HTTP_IF_NONE_MATCH"), compiled.etag):
@@ -41,7 +46,7 @@ def _accepted() -> HttpResponse:
     return response
 
 
-@machine_view("POST")
+@machine_view("POST", kinds=SERVER_ONLY)
 def client_register(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
     logger.debug(
         "flags.sdk_registered environment=%s app=%s",
@@ -51,6 +56,6 @@ def client_register(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpRes
     return _accepted()
 
 
-@machine_view("POST")
+@machine_view("POST", kinds=SERVER_ONLY)
 def client_metrics(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
     return _accepted()

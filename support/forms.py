@@ -8,6 +8,7 @@ from typing import Any, cast
 from django import forms
 
 from comms.models import DocLink
+from flags import engine
 from flags.models import Environment
 from rollouts.models import Release, Rollout
 from support.selectors import ChangelogFilters
@@ -146,6 +147,15 @@ class CustomerLookupForm(forms.Form):
                 )
             attributes[key] = value.strip()
         return attributes
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if not self.errors:  # values the engine must not see (lone surrogates): a form error
+            try:
+                engine.context_from_ofrep(self.ofrep_context())
+            except engine.InvalidContext as exc:
+                raise forms.ValidationError(exc.details) from None
+        return cleaned
 
     def ofrep_context(self) -> dict[str, str]:
         """The OpenFeature evaluation context a service would send for this customer."""

@@ -57,6 +57,13 @@ class ImportApi(APIView):
         unchanged_flags = serializers.ListField(child=serializers.CharField())
         created_segments = serializers.ListField(child=serializers.CharField())
         updated_segments = serializers.ListField(child=serializers.CharField())
+        warnings = serializers.ListField(
+            child=serializers.CharField(),
+            help_text=(
+                "What was kept but never matches, as Unleash evaluates it (an unknown operator "
+                "or strategy, a regex the engine's dialect rejects, a missing segment or parent)."
+            ),
+        )
         message = serializers.CharField()
 
     @extend_schema(
@@ -66,7 +73,9 @@ class ImportApi(APIView):
         description=(
             "Validates the whole document first and changes nothing when anything is wrong "
             "(400 with every problem, one per line, in `message`). Creates or updates flags, "
-            "their state in this environment and segments; never deletes."
+            "their state in this environment and segments; never deletes. What Unleash itself "
+            "tolerates (unknown operators and strategies, missing segments or parents) is kept, "
+            "evaluated as Unleash does (false) and listed in `warnings`."
         ),
         parameters=[
             OpenApiParameter(
@@ -103,6 +112,7 @@ class ImportApi(APIView):
                     "unchanged_flags": result.unchanged_flags,
                     "created_segments": result.created_segments,
                     "updated_segments": result.updated_segments,
+                    "warnings": result.warnings,
                     "message": result.summary(),
                 }
             ).data

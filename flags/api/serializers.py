@@ -201,7 +201,7 @@ class SdkKeyOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     environment = serializers.CharField(source="environment.key")
     name = serializers.CharField()
-    kind = serializers.CharField(help_text="server: evaluates flags only.")
+    kind = serializers.CharField(help_text="server or frontend (evaluated answers only).")
     masked = serializers.CharField(
         help_text="The first characters only; the key is never shown again."
     )
@@ -220,3 +220,11 @@ class SdkKeyCreatedOutputSerializer(SdkKeyOutputSerializer):
 
 class SdkKeyCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(
+        choices=["server", "frontend"],
+        default="server",
+        help_text=(
+            "server: reads the rules (Unleash client API) and evaluates (OFREP); frontend: "
+            "evaluated answers only (Unleash frontend API, OFREP), safe in a browser."
+        ),
+    )

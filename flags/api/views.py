@@ -509,7 +509,10 @@ class SdkKeyListCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         sdk_key, raw = services.sdk_key_create(
-            environment=environment, name=serializer.validated_data["name"], actor=request.user
+            environment=environment,
+            name=serializer.validated_data["name"],
+            actor=request.user,
+            kind=serializer.validated_data["kind"],
         )
         sdk_key.key = raw  # type: ignore[attr-defined]
         response = Response(

@@ -4,8 +4,11 @@ Pure Python, no Django. The input is exactly Unleash's client API document
 (``GET /api/client/features``: ``{"version": 2, "features": [...], "segments": [...]}``), which
 is also what Rollcall serves and imports. ``compile_snapshot`` turns it into a ``Snapshot``:
 constraints become closures, regexes are pre-compiled, each strategy's group id, percentage,
-stickiness and ``"<groupId>:"`` hash prefix are computed once, and every possible
-``Evaluation`` is built up front so that evaluating allocates nothing in the steady state.
+stickiness and ``"<groupId>:"`` hash prefix are computed once, every possible
+``Evaluation`` is built up front so that evaluating allocates nothing in the steady state, and
+each flag becomes one generated function with its rollouts inlined (``evaluate.make_flag``).
+Context input is validated before it reaches the engine (``context_from_ofrep``: a lone UTF-16
+surrogate would crash ``mmh3``).
 Compatibility is defined by the Unleash client specification (npm
 ``@unleash/client-specification``), which ``tests/flags/test_client_specification.py`` runs in
 full.
@@ -20,6 +23,7 @@ Public API (import it from here: ``from flags.engine import compile_snapshot``):
     Snapshot.flag_keys -> tuple[str, ...]
     apply_delta(state, events) -> dict                          # Unleash delta API events
     context_from_ofrep(ctx) -> dict                             # OFREP context -> Unleash
+    InvalidContext                       # raised by it: a value the engine must not see
     bucket(group_id, value) / variant_bucket(group_id, value, total_weight)
 
 Modules, in dependency order (each documents the semantics it owns):
@@ -34,7 +38,7 @@ Modules, in dependency order (each documents the semantics it owns):
 """
 
 from flags.engine.compile import apply_delta, compile_snapshot
-from flags.engine.context import context_from_ofrep
+from flags.engine.context import InvalidContext, context_from_ofrep
 from flags.engine.evaluate import (
     DEFAULT,
     DISABLED,
@@ -59,6 +63,7 @@ __all__ = [
     "STATIC",
     "TARGETING_MATCH",
     "Evaluation",
+    "InvalidContext",
     "Snapshot",
     "apply_delta",
     "bucket",

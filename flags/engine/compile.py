@@ -27,6 +27,7 @@ from flags.engine.evaluate import (
     CompiledFlag,
     EvalFn,
     Evaluation,
+    Rule,
     Snapshot,
     VariantSet,
     make_flag,
@@ -74,13 +75,13 @@ def _compile_flag(
     if feature_vset.variants:
         feature_stickiness = as_str(feature_vset.variants[0].get("stickiness") or "default")
 
-    full: list[tuple[tuple[Predicate, ...], Evaluation | EvalFn]] = []
-    bool_rules: list[tuple[tuple[Predicate, ...], Evaluation | EvalFn]] = []
+    full: list[Rule] = []
+    bool_rules: list[Rule] = []
     strategies = feature.get("strategies") or []
     if not strategies:
         on = Evaluation(key, True, DISABLED_VARIANT, None, False, STATIC, None, True)
-        full.append(((), _feature_variant_result(key, feature_vset, feature_stickiness, on)))
-        bool_rules.append(((), on))
+        full.append(((), _feature_variant_result(key, feature_vset, feature_stickiness, on), None))
+        bool_rules.append(((), on, None))
 
     for index, strategy in enumerate(strategies):
         params = strategy.get("parameters") or {}
@@ -103,8 +104,10 @@ def _compile_flag(
         activation = compile_activation(key, strategy.get("name"), params)
         if activation.check is False or never:
             continue
+        rollout = None
         if activation.check is not True:
             checks.append(activation.check)  # after constraints: hashing is the costliest
+            rollout = activation.rollout  # that last check, for make_flag to inline
 
         if activation.split:
             reason = SPLIT
@@ -125,8 +128,8 @@ def _compile_flag(
             )
         else:
             result = _feature_variant_result(key, feature_vset, feature_stickiness, plain)
-        full.append((tuple(checks), result))
-        bool_rules.append((tuple(checks), plain))
+        full.append((tuple(checks), result, rollout))
+        bool_rules.append((tuple(checks), plain, rollout))
 
     return CompiledFlag(
         key, True, make_flag(full, default), make_flag(bool_rules, default), dependencies

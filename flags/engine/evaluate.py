@@ -45,10 +45,13 @@ Reasons (OFREP)
 
 from __future__ import annotations
 
+import math
 import random
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from functools import lru_cache
+from types import CodeType
+from typing import Any, NamedTuple, cast
 
 import mmh3
 
@@ -110,12 +113,28 @@ def variant_bucket(group_id: str, value: str, total_weight: int) -> int:
     return _hash(f"{group_id}:{value}", VARIANT_SEED, False) % total_weight + 1
 
 
+def hashable(text: str) -> str:
+    """``text`` with lone UTF-16 surrogates replaced by U+FFFD, as a JavaScript SDK encodes it.
+
+    ``mmh3.hash`` crashes the process on a string that is not valid Unicode. Context values are
+    validated before they reach the engine (``context_from_ofrep``); this covers the flag
+    configuration side (group ids), once, at compile time.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def rollout_check(percentage: float, group_id: str, stickiness: str) -> Compiled:
     """The rollout predicate for a stickiness: ``default``, ``random``, ``userId``, a property."""
     if percentage <= 0:
         return False
     p = percentage
-    prefix = f"{group_id}:"
+    prefix = hashable(f"{group_id}:")
     rand = _random
     h = _hash
     if stickiness == "random":
@@ -273,7 +292,7 @@ def variant_picker(
 
     cumulative = vset.cumulative
     total = vset.total
-    prefix = f"{group_id}:"
+    prefix = hashable(f"{group_id}:")
     seed_of = _seed_getter(stickiness)
     h = _hash
     rand = _random
@@ -302,85 +321,99 @@ def variant_picker(
 # --------------------------------------------------------------------------------------------
 # Rules and flags
 
-_RuleFn = Callable[[Context], Evaluation | None]
+
+class Rollout(NamedTuple):
+    """A hashed percentage rollout, kept as data so that a flag's function can inline it."""
+
+    stickiness: str  # "default", a top-level context field, or a property name
+    prefix: str  # "<groupId>:"
+    percentage: float  # 0 < percentage < 100, finite
 
 
-def _make_rule(checks: tuple[Predicate, ...], result: Evaluation | EvalFn) -> _RuleFn:
-    """A rule: None unless every check passes, then the (possibly picked) Evaluation."""
-    if isinstance(result, Evaluation):
-        const = result
-        if len(checks) == 1:
-            (c0,) = checks
-
-            def rule1(ctx: Context) -> Evaluation | None:
-                return const if c0(ctx) else None
-
-            return rule1
-        if len(checks) == 2:
-            c0, c1 = checks
-
-            def rule2(ctx: Context) -> Evaluation | None:
-                return const if c0(ctx) and c1(ctx) else None
-
-            return rule2
-
-        def rule_n(ctx: Context) -> Evaluation | None:
-            for check in checks:
-                if not check(ctx):
-                    return None
-            return const
-
-        return rule_n
-
-    pick = result
-
-    def rule_pick(ctx: Context) -> Evaluation | None:
-        for check in checks:
-            if not check(ctx):
-                return None
-        return pick(ctx)
-
-    return rule_pick
+def rollout_spec(percentage: float, group_id: str, stickiness: str) -> Rollout | None:
+    """The `Rollout` that `rollout_check` hashes for, when it hashes (None: constant/random)."""
+    if not 0 < percentage < 100 or stickiness == "random":
+        return None
+    return Rollout(stickiness, hashable(f"{group_id}:"), percentage)
 
 
-def _constant(evaluation: Evaluation) -> EvalFn:
-    return lambda ctx: evaluation
+#: A rule: its checks (ANDed; when ``rollout`` is given the last check is that rollout's
+#: predicate), its result (an Evaluation, or a function picking the variant's), its rollout.
+Rule = tuple[tuple[Predicate, ...], Evaluation | EvalFn, Rollout | None]
 
 
-def make_flag(
-    rules: list[tuple[tuple[Predicate, ...], Evaluation | EvalFn]], default: Evaluation
-) -> EvalFn:
-    """Combine rules (OR, first match wins) into one evaluator."""
-    compiled: list[_RuleFn] = []
-    for checks, result in rules:
-        if not checks:
-            # Unconditional: later rules can never be reached.
-            always = _constant(result) if isinstance(result, Evaluation) else result
-            if not compiled:
-                return always
-            compiled.append(always)
-            break
-        compiled.append(_make_rule(checks, result))
-    if not compiled:
-        return _constant(default)
-    if len(compiled) == 1:
-        (only,) = compiled
+def make_flag(rules: Iterable[Rule], default: Evaluation) -> EvalFn:
+    """Combine rules (OR, first match wins) into one evaluator: a generated function.
 
-        def single(ctx: Context) -> Evaluation:
-            found = only(ctx)
-            return default if found is None else found
+    Every rule becomes a few lines of one function: its checks are called in order and its
+    rollout, the costliest and last check, is inlined (read the stickiness value, hash,
+    compare), so a plain rollout costs one Python call and one hash. The source depends only
+    on the rules' shapes (how many checks, which stickiness, constant or picked result), never
+    on their values, which are bound as names: the code object is compiled once per shape.
+    """
+    shapes: list[tuple[int, str | None, bool]] = []
+    names: dict[str, Any] = {
+        "DEFAULT": default, "h": _hash, "as_str": as_str, "rand": _random,
+    }  # fmt: skip
+    for i, (checks, result, rollout) in enumerate(rules):
+        pre = checks[:-1] if rollout is not None else checks
+        for j, check in enumerate(pre):
+            names[f"c{i}_{j}"] = check
+        names[f"R{i}"] = result
+        kind = None
+        if rollout is not None:
+            if rollout.stickiness == "default":
+                kind = "default"
+            elif rollout.stickiness in TOP_LEVEL_FIELDS:
+                kind = "top"
+            else:
+                kind = "property"
+            names[f"F{i}"] = rollout.stickiness
+            names[f"P{i}"] = rollout.prefix
+            names[f"L{i}"] = math.floor(rollout.percentage)  # bucket <= p  <=>  h % 100 < floor(p)
+            names[f"Q{i}"] = rollout.percentage
+        shapes.append((len(pre), kind, isinstance(result, Evaluation)))
+        if not pre and kind is None:
+            break  # unconditional: later rules can never be reached
+    if len(shapes) == 1 and shapes[0] == (0, None, False):
+        return cast(EvalFn, names["R0"])  # one unconditional variant picker
+    exec(_flag_code(tuple(shapes)), names)  # noqa: S102 - generated from shapes only, see above
+    return cast(EvalFn, names["flag"])
 
-        return single
-    rule_fns = tuple(compiled)
 
-    def first_match(ctx: Context) -> Evaluation:
-        for rule in rule_fns:
-            found = rule(ctx)
-            if found is not None:
-                return found
-        return default
-
-    return first_match
+@lru_cache(maxsize=1024)
+def _flag_code(shapes: tuple[tuple[int, str | None, bool], ...]) -> CodeType:
+    lines = ["def flag(ctx):"]
+    for i, (n_checks, kind, constant) in enumerate(shapes):
+        answer = f"R{i}" if constant else f"R{i}(ctx)"
+        indent = "    "
+        if n_checks:
+            lines.append(f"{indent}if {' and '.join(f'c{i}_{j}(ctx)' for j in range(n_checks))}:")
+            indent += "    "
+        if kind is None:
+            lines.append(f"{indent}return {answer}")
+            continue
+        if kind == "default":
+            lines.append(f"{indent}v = ctx.get('userId') or ctx.get('sessionId')")
+        elif kind == "top":
+            lines.append(f"{indent}v = ctx.get(F{i})")
+        else:
+            lines.append(f"{indent}v = ctx.get('properties')")
+            lines.append(f"{indent}v = v.get(F{i}) if v else None")
+        lines += [
+            f"{indent}if v:",
+            f"{indent}    if v.__class__ is not str:",
+            f"{indent}        v = as_str(v)",
+            f"{indent}    if h(P{i} + v, 0, False) % 100 < L{i}:",
+            f"{indent}        return {answer}",
+        ]
+        if kind == "default":  # no user and no session: a random draw, as Unleash
+            lines += [
+                f"{indent}elif int(rand() * 100) + 1 <= Q{i}:",
+                f"{indent}    return {answer}",
+            ]
+    lines.append("    return DEFAULT")
+    return compile("\n".join(lines), "<flags.engine flag>", "exec")
 
 
 class CompiledFlag:

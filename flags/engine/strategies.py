@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from flags.engine.context import Context, as_str
-from flags.engine.evaluate import rollout_check
+from flags.engine.evaluate import Rollout, rollout_check, rollout_spec
 from flags.engine.operators import Compiled, parse_ip, parse_networks, parse_percentage
 
 
@@ -39,6 +39,8 @@ class Activation(NamedTuple):
     check: Compiled
     split: bool  # a percentage below 100
     targeting: bool
+    #: The hashed rollout that ``check`` is, so that the flag's function can inline it.
+    rollout: Rollout | None = None
 
 
 def compile_activation(flag_key: str, name: Any, params: Mapping[str, Any]) -> Activation:
@@ -50,14 +52,16 @@ def compile_activation(flag_key: str, name: Any, params: Mapping[str, Any]) -> A
         group_id = as_str(params.get("groupId") or flag_key)
         stickiness = as_str(params.get("stickiness") or "default")
         check = rollout_check(percentage, group_id, stickiness)
-        return Activation(check, 0 < percentage < 100, False)
+        spec = rollout_spec(percentage, group_id, stickiness)
+        return Activation(check, 0 < percentage < 100, False, spec)
 
     if name in ("gradualRolloutUserId", "gradualRolloutSessionId"):
         percentage = parse_percentage(params.get("percentage"))
         group_id = as_str(params.get("groupId") or flag_key)
         field = "userId" if name == "gradualRolloutUserId" else "sessionId"
         check = rollout_check(percentage, group_id, field)
-        return Activation(check, 0 < percentage < 100, False)
+        spec = rollout_spec(percentage, group_id, field)
+        return Activation(check, 0 < percentage < 100, False, spec)
 
     if name == "gradualRolloutRandom":
         percentage = parse_percentage(params.get("percentage"))

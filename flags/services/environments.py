@@ -118,22 +118,36 @@ def _sdk_key_secret() -> str:
 
 
 @transaction.atomic
-def sdk_key_create(*, environment: Environment, name: str, actor: Actor) -> tuple[SdkKey, str]:
-    """Create a key; returns it with the raw secret, which is shown once and never stored."""
-    name = (name or "").strip() or f"{environment.key} server key"
+def sdk_key_create(
+    *, environment: Environment, name: str, actor: Actor, kind: str = SdkKey.Kind.SERVER
+) -> tuple[SdkKey, str]:
+    """Create a key; returns it with the raw secret, which is shown once and never stored.
+
+    A `server` key reads the environment's rules (Unleash client API) and evaluates (OFREP);
+    a `frontend` key may only ask for evaluated answers (Unleash frontend API, OFREP), so it
+    is safe to ship in a browser or a mobile app.
+    """
+    if kind not in SdkKey.Kind.values:
+        raise ApplicationError(
+            f"Unknown key kind {kind!r}; use one of {', '.join(SdkKey.Kind.values)}.", field="kind"
+        )
+    name = (name or "").strip() or f"{environment.key} {kind} key"
     if len(name) > 100:
         raise ApplicationError("Keep the key's name under 100 characters.", field="name")
     raw = f"rc_{environment.key}_{_sdk_key_secret()}"
     sdk_key = SdkKey(
         environment=environment,
         name=name,
+        kind=kind,
         prefix=raw[:16],
         key_hash=SdkKey.hash(raw),
         created_by=actor_user(actor),
     )
     set_history_user(sdk_key, actor)
     sdk_key.save()
-    logger.info("sdk_key.created sdk_key_id=%s environment=%s", sdk_key.pk, environment.key)
+    logger.info(
+        "sdk_key.created sdk_key_id=%s environment=%s kind=%s", sdk_key.pk, environment.key, kind
+    )
     return sdk_key, raw
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from core.exceptions import ApplicationError
+from flags.engine import translate_rust_regex
 from flags.models import Flag, Segment
 
 OPERATORS = {
@@ -67,9 +67,9 @@ def validate_constraints(constraints: Any, *, where: str) -> list[dict[str, Any]
             if value is None or str(value) == "":
                 raise ApplicationError(f"{label}: {operator} needs a value.")
             if operator == "REGEX":
-                try:
-                    re.compile(str(value))
-                except re.error as exc:
+                try:  # the dialect the engine evaluates (Rust's regex), not Python's
+                    translate_rust_regex(str(value), bool(c.get("caseInsensitive")))
+                except ValueError as exc:
                     raise ApplicationError(f"{label}: invalid regular expression ({exc}).") from exc
             item["value"] = str(value)
         else:

@@ -4,11 +4,14 @@ environment's section (state and rules) that the rules editor re-renders."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from core.exceptions import ApplicationError
@@ -212,11 +215,32 @@ def detail_context(
             "context_fields": CONTEXT_FIELDS,
             "evaluate_form": evaluate_form,
             "evaluation": evaluation,
-            "history": ui_selectors.flag_history(flag=flag),
+            **_history_page(request, flag),
             "can_edit_rules": can_edit,
         }
     )
     return context
+
+
+HISTORY_PER_PAGE = 50
+
+
+def _history_page(request: AuthenticatedHttpRequest, flag: Flag) -> dict[str, Any]:
+    """A page of the flag's history: the newest, or those before `?history_before=`; with
+    the moment the next (older) page starts when there may be one."""
+    raw = str(request.GET.get("history_before", ""))[:64]
+    try:
+        before = parse_datetime(raw) if raw else None
+    except ValueError:
+        before = None
+    if before is not None and timezone.is_naive(before):
+        before = timezone.make_aware(before, UTC)
+    history = ui_selectors.flag_history(flag=flag, limit=HISTORY_PER_PAGE, before=before)
+    return {
+        "history": history,
+        "history_before": before,
+        "history_older": history[-1].when if len(history) == HISTORY_PER_PAGE else None,
+    }
 
 
 @require_GET

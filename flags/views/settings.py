@@ -155,7 +155,10 @@ def sdk_key_create(request: AuthenticatedHttpRequest, env: str) -> HttpResponse:
     if form.is_valid():
         try:
             sdk_key, raw = services.sdk_key_create(
-                environment=environment, name=form.cleaned_data["name"], actor=request.user
+                environment=environment,
+                name=form.cleaned_data["name"],
+                actor=request.user,
+                kind=form.cleaned_data["kind"],
             )
         except ApplicationError as exc:
             form_error(form, exc)

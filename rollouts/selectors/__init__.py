@@ -16,10 +16,13 @@ from rollouts.selectors.calendar import (
     calendar_entries,
 )
 from rollouts.selectors.releases import (
+    RELEASES_PER_PAGE,
+    ROLLOUTS_PER_RELEASE,
     PipelineStep,
     ReleaseRow,
     release_detail,
     release_list,
+    release_list_page,
     release_pipeline,
 )
 from rollouts.selectors.rollouts import (
@@ -64,7 +67,9 @@ __all__ = [
     "EVENT_LOG_LIMIT",
     "HOLD_HISTORY",
     "LIST_FILTERS",
+    "RELEASES_PER_PAGE",
     "ROLLOUTS_PER_PAGE",
+    "ROLLOUTS_PER_RELEASE",
     "STATE_DISPLAY",
     "CalendarEntry",
     "NextChange",
@@ -90,6 +95,7 @@ __all__ = [
     "relative_in_words",
     "release_detail",
     "release_list",
+    "release_list_page",
     "release_pipeline",
     "rollout_detail",
     "rollout_list",

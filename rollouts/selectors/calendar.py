@@ -5,15 +5,17 @@ windows), freeze and allow windows, and the changes made, for the page and the i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber, TruncDate
 from django.utils import timezone
 
 from flags.models import Environment
 from rollouts import scheduling, services
 from rollouts import windows as windows_mod
 from rollouts.models import ApprovalPolicy, FreezeWindow, Phase, Rollout, RolloutEvent
-from rollouts.selectors.rows import _rollouts
+from rollouts.selectors.rows import phases_prefetch
 
 State = Rollout.State
 
@@ -29,6 +31,8 @@ class CalendarEntry:
     window: FreezeWindow | None = None
     event: RolloutEvent | None = None
     note: str = ""
+    # "done" entries read with `per_day`: how many changes were made that day in all.
+    day_done_total: int = 0
 
     @property
     def uid(self) -> str:
@@ -58,9 +62,14 @@ def calendar_entries(
     environment: str = "",
     now: datetime | None = None,
     include_allow: bool = False,
+    per_day: int | None = None,
+    tz: tzinfo | None = None,
 ) -> list[CalendarEntry]:
     """Upcoming phase changes (projected from the plans, waiting for windows), freeze
     windows and the changes made, in [start, end), oldest first. 6 queries whatever the data.
+
+    `per_day` bounds the changes made to the first `per_day` of each day (in `tz`), each
+    carrying the day's total (`day_done_total`); otherwise at most CALENDAR_LIMIT in all.
     """
     now = now or timezone.now()
     windows = list(FreezeWindow.objects.filter(is_active=True).select_related("environment"))
@@ -78,7 +87,14 @@ def calendar_entries(
     entries: list[CalendarEntry] = []
     policies = {p.environment_id: p for p in ApprovalPolicy.objects.all()}
     # Planned: live rollouts driven by the clock.
-    live = _rollouts().filter(state__in=(State.SCHEDULED, State.RUNNING))
+    # Only what the projection and the entries use (no flag, no list annotations).
+    live = (
+        Rollout.objects.filter(state__in=(State.SCHEDULED, State.RUNNING))
+        .select_related("release", "environment")
+        .prefetch_related(phases_prefetch())
+        .defer("captured_state", "alert_matchers")
+        .order_by("id")
+    )
     if env_id is not None:
         live = live.filter(environment_id=env_id)
     if end > now:
@@ -142,7 +158,17 @@ def calendar_entries(
     )
     if env_id is not None:
         done = done.filter(rollout__environment_id=env_id)
-    for event in done[:CALENDAR_LIMIT]:
+    if per_day is not None:
+        day = TruncDate("at", tzinfo=tz or UTC)
+        done = done.annotate(
+            day_rank=Window(RowNumber(), partition_by=[day], order_by=[F("at").asc(), F("id")]),
+            day_total=Window(Count("id"), partition_by=[day]),
+        ).filter(day_rank__lte=per_day)
+    done = done.only(
+        "id", "kind", "at", "to_phase_index", "to_percentage", "rollout__id", "rollout__key",
+        "rollout__environment__name", "rollout__release__name", "rollout__release__version",
+    )  # fmt: skip
+    for event in done[:CALENDAR_LIMIT] if per_day is None else done:
         what = event.get_kind_display()
         if event.kind == RolloutEvent.Kind.ADVANCED and event.to_percentage is not None:
             what = f"phase {(event.to_phase_index or 0) + 1} at {event.to_percentage}%"
@@ -155,6 +181,7 @@ def calendar_entries(
                 rollout=event.rollout,
                 event=event,
                 note=event.rollout.environment.name,
+                day_done_total=getattr(event, "day_total", 0),
             )
         )
     entries.sort(key=lambda e: (e.start, e.kind))

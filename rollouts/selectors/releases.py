@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Prefetch
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from flags.models import Environment, Flag
@@ -21,6 +23,7 @@ State = Rollout.State
 class ReleaseRow:
     release: Release
     rollouts: list[RolloutRow]
+    more_rollouts: int = 0  # rollouts of the release the list leaves out (see its page)
 
 
 def release_list(*, now: datetime | None = None) -> list[ReleaseRow]:
@@ -38,6 +41,52 @@ def release_list(*, now: datetime | None = None) -> list[ReleaseRow]:
         ReleaseRow(r, [rollout_row(x, list(x.phases.all()), now) for x in r.rollouts.all()])
         for r in releases
     ]
+
+
+RELEASES_PER_PAGE = 25
+# Rollouts shown per release on the list (per environment first, newest first); the release's
+# page has them all.
+ROLLOUTS_PER_RELEASE = 6
+
+
+def release_list_page(
+    *,
+    page: int | str | None = 1,
+    per_page: int = RELEASES_PER_PAGE,
+    now: datetime | None = None,
+) -> tuple[list[ReleaseRow], Page[Release]]:
+    """One page of releases, newest first, each with at most ROLLOUTS_PER_RELEASE rollouts
+    and how many more it has (a count + 3 queries whatever the data); a page number out of
+    range gives the last page."""
+    now = now or timezone.now()
+    rollout_count = (
+        Rollout.objects.filter(release=OuterRef("pk"))
+        .order_by()
+        .values("release")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    releases: QuerySet[Release] = (
+        Release.objects.select_related("owner")
+        .annotate(rollout_count=Coalesce(Subquery(rollout_count), 0))
+        .prefetch_related(
+            Prefetch(
+                "rollouts",
+                queryset=Rollout.objects.select_related("environment", "flag")
+                .prefetch_related(phases_prefetch())
+                .order_by("environment__order", "-created_at", "-id")[:ROLLOUTS_PER_RELEASE],
+                to_attr="shown_rollouts",
+            )
+        )
+        .order_by("-created_at", "-id")
+    )
+    page_obj = Paginator(releases, per_page).get_page(page)
+    rows = []
+    for r in page_obj.object_list:
+        shown = [rollout_row(x, list(x.phases.all()), now) for x in r.shown_rollouts]
+        more = r.rollout_count - len(shown)
+        rows.append(ReleaseRow(r, shown, more_rollouts=max(more, 0)))
+    return rows, page_obj
 
 
 def release_detail(*, pk: int, now: datetime | None = None) -> ReleaseRow:

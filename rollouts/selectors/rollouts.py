@@ -120,6 +120,19 @@ class RolloutDetail:
     now: datetime
     event_percentages: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
     safety: SafetyView | None = None
+    event_page: int = 1  # the log's page: EVENT_LOG_LIMIT events each, newest first
+
+    @property
+    def event_pages(self) -> int:
+        return max(1, -(-self.event_count // EVENT_LOG_LIMIT))
+
+    @property
+    def older_events_page(self) -> int | None:
+        return self.event_page + 1 if self.event_page < self.event_pages else None
+
+    @property
+    def newer_events_page(self) -> int | None:
+        return self.event_page - 1 if self.event_page > 1 else None
 
     @property
     def rollout(self) -> Rollout:
@@ -143,11 +156,21 @@ _CHART_KINDS = (
 )
 
 
-def rollout_detail(*, key: str, now: datetime | None = None) -> RolloutDetail:
+def _page_number(page: int | str | None) -> int:
+    try:
+        return max(1, int(page or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def rollout_detail(
+    *, key: str, now: datetime | None = None, event_page: int | str | None = 1
+) -> RolloutDetail:
     """Everything the rollout page shows, in a constant number of queries whatever the number
     of events, holds or windows: rollout (+release, environment, flag, owner), phases, the
     chart's events (only the kinds that change exposure or the clock, few columns), the latest
-    EVENT_LOG_LIMIT events for the log (with the total count), and its safety facts (holds,
+    EVENT_LOG_LIMIT events for the log (with the total count; `event_page` 2 for the ones
+    before them, and so on: a page past the last gives the last), and its safety facts (holds,
     the next phase's approval with decisions, checklists, windows, the environment's policy).
 
     Raises Rollout.DoesNotExist for an unknown key.
@@ -164,13 +187,19 @@ def rollout_detail(*, key: str, now: datetime | None = None) -> RolloutDetail:
         .only("id", "kind", "at", "to_percentage", "data")
         .order_by("at", "id")
     )
-    log = list(
+    page = _page_number(event_page)
+    events = (
         RolloutEvent.objects.filter(rollout=rollout)
         .select_related("actor")
         # The window counts every event of the rollout before LIMIT applies.
         .annotate(total=Window(Count("id")))
-        .order_by("-at", "-id")[:EVENT_LOG_LIMIT]
+        .order_by("-at", "-id")
     )
+    log = list(events[(page - 1) * EVENT_LOG_LIMIT : page * EVENT_LOG_LIMIT])
+    if not log and page > 1:  # past the last page: show the last one
+        count = RolloutEvent.objects.filter(rollout=rollout).count()
+        page = max(1, -(-count // EVENT_LOG_LIMIT))
+        log = list(events[(page - 1) * EVENT_LOG_LIMIT : page * EVENT_LOG_LIMIT])
     count = log[0].total if log else 0
     safety = _safety(rollout, phases, now)
     specs = [n.spec for n in safety.windows]
@@ -185,6 +214,7 @@ def rollout_detail(*, key: str, now: datetime | None = None) -> RolloutDetail:
         steps=scheduling.exposure_steps(rollout, phases, chart_events),
         now=now,
         safety=safety,
+        event_page=page,
     )
 
 

@@ -220,17 +220,23 @@ def _refresh_gates(
     actor: AbstractBaseUser | None,
     source: str,
     policy: ApprovalPolicy | bool | None = False,
+    no_pending: bool = False,
 ) -> Approval | None:
     """Keep approval requests in line with the rollout: the next phase of a live rollout has
     one when it needs one; requests of other phases (or of finished rollouts) are withdrawn.
-    Returns the next phase's live request, if any. Caller holds the rollout's lock."""
+    Returns the next phase's live request, if any. Caller holds the rollout's lock.
+
+    `no_pending=True`: the caller read, under that lock, that the rollout has no pending
+    request (the scheduler's step), so there is nothing to withdraw and no query is needed
+    for a phase without an approval rule."""
     index = rollout.current_phase_index + 1
     live = rollout.state in LIVE_STATES
     phase = phases[index] if live and 0 <= index < len(phases) else None
-    stale = Approval.objects.filter(rollout=rollout, state=Approval.State.PENDING)
-    if phase is not None:
-        stale = stale.exclude(phase=phase)
-    stale.update(state=Approval.State.CANCELLED, decided_at=now, updated_at=now)
+    if not no_pending:
+        stale = Approval.objects.filter(rollout=rollout, state=Approval.State.PENDING)
+        if phase is not None:
+            stale = stale.exclude(phase=phase)
+        stale.update(state=Approval.State.CANCELLED, decided_at=now, updated_at=now)
     if phase is None or rollout.state == State.HELD:
         # Held: a declined request stays declined until a person resumes; then we ask again.
         return None
@@ -238,6 +244,8 @@ def _refresh_gates(
         policy = environment_policy(rollout.environment_id)
     assert policy is None or isinstance(policy, ApprovalPolicy)
     rule = approval_rule(phase, policy)
+    if rule is None and no_pending:
+        return None  # nothing pending to withdraw
     current = _live_approval(phase)
     if rule is None:
         if current is not None and current.state == Approval.State.PENDING:

@@ -17,13 +17,22 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 
 from core.exceptions import ApplicationError, ConflictError
 from flags.models import FlagState, Segment
 from flags.services import flag_state_update, through_rollout
 from rollouts import scheduling, strategies
 from rollouts import windows as windows_mod
-from rollouts.models import Hold, Phase, Rollout, RolloutEvent
+from rollouts.models import (
+    Approval,
+    ApprovalPolicy,
+    ChecklistItem,
+    Hold,
+    Phase,
+    Rollout,
+    RolloutEvent,
+)
 from rollouts.services.common import (
     LIVE_STATES,
     STOPPED_STATES,
@@ -40,12 +49,15 @@ from rollouts.services.events import _record
 from rollouts.services.gates import (
     _check_gates,
     _refresh_gates,
+    approval_rule,
     environment_policy,
     gate_status,
     promotion_blocker,
 )
 from rollouts.services.holds import _active_holds, _clear_holds, _hold
-from rollouts.services.windows import _check_window, _due, window_specs
+from rollouts.services.sweep import SweepCache
+from rollouts.services.windows import _check_window, _due
+from rollouts.windows import WindowSpec
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +230,15 @@ def _advance_to(
     due_at: datetime | None,
     reason: str = "",
     data: dict[str, Any] | None = None,
+    windows: Sequence[WindowSpec] | None = None,
+    policy: ApprovalPolicy | bool | None = False,
+    no_pending: bool = False,
 ) -> None:
-    """Apply phase `index`: flag rules, phase and rollout facts, events. Caller holds the lock."""
+    """Apply phase `index`: flag rules, phase and rollout facts, events. Caller holds the lock.
+
+    `windows`, `policy` and `no_pending` are what the scheduler already read (see
+    `rollout_advance`); by default they are read here.
+    """
     previous = rollout.current_phase_index
     phase = phases[index]
     phase.applied_at = now
@@ -232,7 +251,7 @@ def _advance_to(
     if last:
         rollout.state = State.COMPLETED
         rollout.finished_at = now
-    rollout.next_due_at = _due(rollout, phases)
+    rollout.next_due_at = _due(rollout, phases, windows)
     _save(
         rollout,
         actor,
@@ -264,7 +283,9 @@ def _advance_to(
             to_phase=index,
             to_percentage=phase.percentage,
         )
-    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+    _refresh_gates(
+        rollout, phases, now=now, actor=actor, source=source, policy=policy, no_pending=no_pending
+    )
     # Last, so the environment row (bumped by flags) is locked for the shortest time.
     state = _apply_exposure(rollout, phase, actor)
     _remember_flag_version(rollout, state.version)
@@ -285,12 +306,17 @@ def _start(
     actor: AbstractBaseUser | None,
     source: str,
     due_at: datetime | None,
+    windows: Sequence[WindowSpec] | None = None,
+    policy: ApprovalPolicy | bool | None = False,
 ) -> None:
     phases = _phases(rollout)
     if not phases:
         raise ApplicationError("A rollout plan needs at least one phase.", field="phases")
     _check_no_other_live(rollout)
-    promotion = promotion_blocker(rollout, environment_policy(rollout.environment_id))
+    if policy is False:
+        policy = environment_policy(rollout.environment_id)
+    assert policy is None or isinstance(policy, ApprovalPolicy)
+    promotion = promotion_blocker(rollout, policy)
     if promotion is not None:
         raise ApplicationError(promotion, field="state", code="promotion")
     state, _ = FlagState.objects.get_or_create(flag=rollout.flag, environment=rollout.environment)
@@ -313,7 +339,10 @@ def _start(
         data={"from_state": from_state, "captured_state": rollout.captured_state},
     )
     logger.info("rollout.started rollout_id=%s key=%s source=%s", rollout.id, rollout.key, source)
-    _advance_to(rollout, phases, 0, now=now, actor=actor, source=source, due_at=due_at)
+    _advance_to(
+        rollout, phases, 0, now=now, actor=actor, source=source, due_at=due_at, windows=windows,
+        policy=policy,
+    )  # fmt: skip
 
 
 @transaction.atomic
@@ -356,19 +385,38 @@ def rollout_advance(
     source: str,
     now: datetime | None = None,
     reason: str = "",
+    cache: SweepCache | None = None,
 ) -> bool:
     """The scheduler's step: apply the next phase if it is due. Idempotent.
 
     Returns False and changes nothing when another worker holds the row, the phase already
     moved (`expected_phase_index` is not the current one), the rollout is not running (or
     scheduled, for the start), the next phase is not due yet, or it waits for a person.
+
+    `cache` shares the approval policies and windows between the steps of a batch; the
+    row's lock query also says whether the next phase has an open checklist item and whether
+    any approval request is pending, so an ungated step reads neither table again.
     """
     _source(source)
     now = _now(now)
+    cache = cache if cache is not None else SweepCache()
+    next_order = OuterRef("current_phase_index") + 1
     with transaction.atomic():
         rollout = (
             Rollout.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("flag", "environment")
+            .annotate(
+                next_checklist_open=Exists(
+                    ChecklistItem.objects.filter(
+                        phase__rollout=OuterRef("pk"),
+                        phase__order=next_order,
+                        ticked_at__isnull=True,
+                    )
+                ),
+                approval_pending=Exists(
+                    Approval.objects.filter(rollout=OuterRef("pk"), state=Approval.State.PENDING)
+                ),
+            )
             .filter(pk=rollout_id)
             .first()
         )
@@ -381,7 +429,7 @@ def rollout_advance(
         index = expected_phase_index + 1
         if index >= len(phases):
             return False
-        windows = window_specs(rollout.environment_id)
+        windows = cache.windows(rollout.environment_id)
         due = _due(rollout, phases, windows)
         if due != rollout.next_due_at:
             # Windows (or the plan) changed since it was stored: keep the sweep's column true.
@@ -394,16 +442,27 @@ def rollout_advance(
             Rollout.objects.filter(pk=rollout.pk).update(next_due_at=block.until)
             logger.info("rollout.window_wait rollout_id=%s until=%s", rollout.id, block.until)
             return False
-        status = gate_status(rollout, phases[index])
-        if not status.satisfied:
-            _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+        policy = cache.policy(rollout.environment_id)
+        # Ungated (no approval rule, no open checklist item, no promotion to wait for): the
+        # gates are satisfied without reading them again.
+        gated = (
+            index == 0
+            or rollout.next_checklist_open
+            or approval_rule(phases[index], policy) is not None
+        )
+        status = gate_status(rollout, phases[index], policy=policy) if gated else None
+        if status is not None and not status.satisfied:
+            _refresh_gates(rollout, phases, now=now, actor=actor, source=source, policy=policy)
             logger.info(
                 "rollout.gated rollout_id=%s phase=%s blockers=%d",
                 rollout.id, index, len(status.blockers),
             )  # fmt: skip
             return False
         if starting:
-            _start(rollout, now=now, actor=actor, source=source, due_at=due)
+            _start(
+                rollout, now=now, actor=actor, source=source, due_at=due, windows=windows,
+                policy=policy,
+            )  # fmt: skip
             return True
         edited = _hand_edit(rollout, phases)
         if edited is not None:
@@ -413,8 +472,9 @@ def rollout_advance(
             )  # fmt: skip
             return False
         _advance_to(
-            rollout, phases, index, now=now, actor=actor, source=source, due_at=due, reason=reason
-        )
+            rollout, phases, index, now=now, actor=actor, source=source, due_at=due, reason=reason,
+            windows=windows, policy=policy, no_pending=not rollout.approval_pending,
+        )  # fmt: skip
         return True
 
 

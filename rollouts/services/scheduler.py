@@ -15,6 +15,7 @@ from rollouts.models import Approval, ApprovalPolicy, ChecklistItem, Phase, Roll
 from rollouts.services.common import _now
 from rollouts.services.events import events_batched
 from rollouts.services.lifecycle import rollout_advance
+from rollouts.services.sweep import SWEEP_CACHE_STEPS, SweepCache
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +72,15 @@ def rollouts_advance_steps(*, steps: Iterable[Sequence[int]], now: datetime | No
     """Advance each (rollout id, expected phase index) if still due; returns how many moved.
 
     Each step is its own transaction (`rollout_advance`); consumers hear about the events in
-    one batch. `now` fixes the time (tests); otherwise each step records when it applied.
+    one batch. Approval policies and windows are read once per `SWEEP_CACHE_STEPS` steps.
+    `now` fixes the time (tests); otherwise each step records when it applied.
     """
     moved = 0
+    cache = SweepCache()
     with events_batched():
-        for rollout_id, index in steps:
+        for position, (rollout_id, index) in enumerate(steps):
+            if position and position % SWEEP_CACHE_STEPS == 0:
+                cache = SweepCache()
             try:
                 moved += rollout_advance(
                     rollout_id=int(rollout_id),
@@ -83,6 +88,7 @@ def rollouts_advance_steps(*, steps: Iterable[Sequence[int]], now: datetime | No
                     actor=None,
                     source=Source.SCHEDULER,
                     now=now,
+                    cache=cache,
                 )
             except ApplicationError as exc:
                 # A rule now forbids the step (e.g. its segment is gone): a person must look;

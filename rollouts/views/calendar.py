@@ -25,6 +25,14 @@ class CalendarDay:
     entries: list[tuple[selectors.CalendarEntry, bool]]
     in_month: bool
     is_today: bool
+    more: int = 0  # entries of the day not shown (the week view shows more of them)
+
+
+# The page renders a bounded window: at most this many entries per day (the rest are counted
+# and linked), and at most UPCOMING_LIMIT planned changes in the list below.
+MONTH_ENTRIES_PER_DAY = 4
+WEEK_ENTRIES_PER_DAY = 25
+UPCOMING_LIMIT = 50
 
 
 def _calendar_range(query: CalendarQuery) -> tuple[Any, Any]:
@@ -45,7 +53,10 @@ def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
     tz = query.tz
     start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(last, datetime.min.time(), tzinfo=tz)
-    entries = selectors.calendar_entries(start=start, end=end, environment=query.environment)
+    per_day = WEEK_ENTRIES_PER_DAY if query.view == "week" else MONTH_ENTRIES_PER_DAY
+    entries = selectors.calendar_entries(
+        start=start, end=end, environment=query.environment, per_day=per_day, tz=tz
+    )
     # (entry, continued from an earlier day) per day; a window spanning days shows on each.
     by_day: dict[Any, list[tuple[selectors.CalendarEntry, bool]]] = {}
     for entry in entries:
@@ -57,9 +68,14 @@ def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
             while current <= end_day and current < last:
                 by_day.setdefault(current, []).append((entry, True))
                 current += timedelta(days=1)
-    for day_entries in by_day.values():
+    more: dict[Any, int] = {}
+    for day, day_entries in by_day.items():
         # Continuations first: they are what is going on when the day begins.
         day_entries.sort(key=lambda pair: (not pair[1], pair[0].start))
+        done = [e for e, continued in day_entries if e.kind == "done" and not continued]
+        unread = max((e.day_done_total for e in done), default=0) - len(done)
+        more[day] = max(len(day_entries) - per_day, 0) + max(unread, 0)
+        del day_entries[per_day:]
     days = []
     current = first
     while current < last:
@@ -69,6 +85,7 @@ def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
                 entries=by_day.get(current, []),
                 in_month=query.view == "week" or current.month == query.date.month,
                 is_today=current == query.today,
+                more=more.get(current, 0),
             )
         )
         current += timedelta(days=1)
@@ -79,12 +96,14 @@ def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
         previous = (query.date.replace(day=1) - timedelta(days=1)).replace(day=1)
         following = (query.date.replace(day=1) + timedelta(days=32)).replace(day=1)
     feed_url = _calendar_feed_url(request, query)
+    upcoming = [e for e in entries if e.kind == "planned"]
     context = {
         "query": query,
         "weeks": weeks,
         "days": days,
         "entries": entries,
-        "upcoming": [e for e in entries if e.kind == "planned"],
+        "upcoming": upcoming[:UPCOMING_LIMIT],
+        "upcoming_more": max(len(upcoming) - UPCOMING_LIMIT, 0),
         "previous": previous,
         "following": following,
         "environments": selectors.filter_choices()["environment"],

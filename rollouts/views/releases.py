@@ -20,8 +20,10 @@ from rollouts.models import Release
 
 @require("rollouts.view_release")
 def release_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    rows, page = selectors.release_list_page(page=request.GET.get("page"))
     context = {
-        "releases": selectors.release_list(),
+        "releases": rows,
+        "page": page,
         "can_add": request.user.has_perm("rollouts.add_release"),
     }
     return render(request, "rollouts/releases.html", context)

@@ -258,9 +258,9 @@ def _form_error(form: Any, exc: ApplicationError) -> None:
     form.add_error(field, exc.message)
 
 
-def _detail(key: str) -> selectors.RolloutDetail:
+def _detail(key: str, event_page: str | None = None) -> selectors.RolloutDetail:
     try:
-        return selectors.rollout_detail(key=key)
+        return selectors.rollout_detail(key=key, event_page=event_page)
     except Rollout.DoesNotExist:
         raise Http404(f"No rollout with the key {key!r}.") from None
 
@@ -352,7 +352,7 @@ def _safety_context(
 
 @require("rollouts.view_rollout")
 def rollout_detail(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
-    detail = _detail(key)
+    detail = _detail(key, event_page=request.GET.get("events"))
     context = _detail_context(request, detail)
     target = htmx_target(request)
     if target == "progress":

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from comms import services
+from comms import selectors, services
 from comms.models import Channel, Delivery, Notice, NoticeTemplate
 from tests.comms.factories import (
     AudienceFactory,
@@ -52,16 +52,72 @@ def test_notices__filter_by_state__htmx_gets_table_partial(rm_client):
     assert "<html" not in body
 
 
+def _notices_about_rollouts(count: int, *, rollouts: int) -> None:
+    """`count` notices spread over `rollouts` new rollouts, each notice with everything the list
+    prints: its rollout (release, environment), release, phase, author and deliveries (one
+    sent, one failed)."""
+    from django.contrib.auth.models import User
+
+    from tests.rollouts.factories import make_rollout
+
+    author = User.objects.create_user(f"author-{Notice.objects.count()}")
+    made = [make_rollout() for _ in range(rollouts)]
+    for i in range(count):
+        rollout = made[i % rollouts]
+        notice = NoticeFactory(
+            rollout=rollout,
+            release=rollout.release,
+            phase=rollout.phases.order_by("order").first(),
+            created_by=author,
+            state=Notice.State.SENT,
+            send_at=timezone.now() - timedelta(hours=i),
+        )
+        DeliveryFactory(notice=notice, state=Delivery.State.SENT)
+        DeliveryFactory(notice=notice, state=Delivery.State.FAILED)
+
+
 def test_notices__query_count_constant(rm_client, django_assert_max_num_queries):
-    for _ in range(3):
-        DeliveryFactory(state=Delivery.State.FAILED)
+    _notices_about_rollouts(3, rollouts=3)
     with django_assert_max_num_queries(12) as few:
         rm_client.get(reverse("comms:notices"))
-    for _ in range(30):
-        DeliveryFactory(state=Delivery.State.FAILED)
+    _notices_about_rollouts(60, rollouts=8)
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = rm_client.get(reverse("comms:notices"))
-    assert response.content.decode().count("Retry") >= 20
+    body = response.content.decode()
+    assert response.context["page"].paginator.count == 63
+    assert len(response.context["notices"]) == selectors.NOTICES_PER_PAGE
+    assert " in " in body and "1 of 2 sent, <strong>1 failed</strong>" in body
+    assert body.count("Retry") >= 20
+
+
+def test_notices__second_page__the_older_notices_and_a_link_back(rm_client):
+    for i in range(selectors.NOTICES_PER_PAGE + 2):
+        NoticeFactory(subject=f"Notice number {i:03d}", state=Notice.State.SENT)
+
+    response = rm_client.get(reverse("comms:notices"), {"page": 2})
+
+    body = response.content.decode()
+    assert "Notice number 000" in body and "Notice number 001" in body
+    assert "Notice number 051" not in body
+    assert "page=1" in body and "Page 2 of 2" in body
+
+
+def test_notices__filtered_by_an_older_rollout_than_the_menu_lists__still_filters(
+    rm_client, monkeypatch
+):
+    from comms.forms import NoticeFilterForm
+    from tests.rollouts.factories import make_rollout
+
+    monkeypatch.setattr(NoticeFilterForm, "ROLLOUT_CHOICES", 1)
+    old, new = make_rollout(), make_rollout()
+    NoticeFactory(subject="About the old one", rollout=old)
+    NoticeFactory(subject="About the new one", rollout=new)
+
+    response = rm_client.get(reverse("comms:notices"), {"rollout": old.key})
+
+    body = response.content.decode()
+    assert "About the old one" in body and "About the new one" not in body
+    assert f'value="{old.key}" selected' in body
 
 
 def test_notice_detail__shows_deliveries_and_retry_for_failed(rm_client):

@@ -20,6 +20,7 @@ from flags.engine import (
     STATIC,
     TARGETING_MATCH,
     Evaluation,
+    InvalidContext,
     Snapshot,
     apply_delta,
     bucket,
@@ -389,6 +390,42 @@ def test_context_from_ofrep__targeting_key_wins_over_user_id() -> None:
     assert context_from_ofrep(None) == {}
 
 
+@pytest.mark.parametrize(
+    "ctx",
+    [
+        {"targetingKey": "\ud800"},
+        {"targetingKey": "user-\udfff"},
+        {"userId": "\udbffa"},
+        {"sessionId": "\ud800"},
+        {"remoteAddress": "\udc00"},
+        {"currentTime": "2024-01-01\ud800"},
+        {"plan": "pro\ud83d"},
+        {"\ud800": "x"},
+    ],
+)
+def test_context_from_ofrep__lone_surrogate_name_or_value__invalid_context(ctx) -> None:
+    with pytest.raises(InvalidContext, match="surrogate"):
+        context_from_ofrep(ctx)
+
+
+def test_context_from_ofrep__non_ascii_text_and_nested_values__accepted() -> None:
+    ctx = context_from_ofrep(
+        {"targetingKey": "Åse-😀", "ville": "Zürich", "tags": ["\ud800"], "n": {"k": "é"}}
+    )
+    assert ctx["userId"] == "Åse-😀"
+    assert ctx["properties"]["ville"] == "Zürich"
+    # Objects and lists are stringified as ASCII JSON: an escaped surrogate is harmless text.
+    assert ctx["properties"]["tags"] == '["\\ud800"]'
+    assert ctx["properties"]["n"] == '{"k":"\\u00e9"}'
+
+
+def test_context_from_ofrep__validated_context__hashes_like_unleash() -> None:
+    snapshot = snap(feature("f", rollout(50, "userId", params={"groupId": "g"})))
+    for user in ("Åse", "😀", "plain"):
+        expected = normalized_hash(user, "g") <= 50
+        assert snapshot.is_enabled("f", context_from_ofrep({"targetingKey": user})) is expected
+
+
 def test_context_from_ofrep__values_work_with_operators() -> None:
     ctx = context_from_ofrep({"targetingKey": "u", "age": 42, "beta": True})
     assert on(single("age", "NUM_GT", "40"), ctx) is True
@@ -693,3 +730,18 @@ def test_apply_delta__events_in_order() -> None:
     # The input is not modified.
     assert [f["name"] for f in state["features"]] == ["new"]
     assert state["segments"] == [seg]
+
+
+def test_rollout__group_id_with_lone_surrogate__hashed_as_replacement_character() -> None:
+    # mmh3 would crash the process on the raw string: the compiler normalises it once.
+    snapshot = snap(
+        feature("f", rollout(50, "userId", params={"groupId": "g\ud800"})),
+        feature(
+            "v",
+            rollout(100, "userId", params={"groupId": "g\udfff"}, variants=variants(1, 1)),
+        ),
+    )
+    for user in ("u1", "u2", "u3", "u4"):
+        expected = bucket("g\ufffd", user) <= 50
+        assert snapshot.is_enabled("f", {"userId": user}) is expected
+        assert snapshot.evaluate("v", {"userId": user}).variant in {"v0", "v1"}

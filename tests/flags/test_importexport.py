@@ -260,11 +260,31 @@ def test_flags_import__several_problems__all_reported_nothing_changed(production
     with pytest.raises(ApplicationError) as info:
         flags_import(environment=production, data=bad, actor=None)
     lines = info.value.message.splitlines()
-    assert lines[0].startswith("Nothing was imported: fix 6 problem(s)")
+    assert lines[0].startswith("Nothing was imported: fix 2 problem(s)")
     report = "\n".join(lines[1:])
-    for fragment in ("bad key!", "'custom'", "[99]", "missing-parent", "not a number", "LIKE"):
+    for fragment in ("bad key!", "not a number"):
         assert fragment in report
     assert _counts() == before
+
+
+def test_flags_import__what_unleash_tolerates__kept_false_and_warned(production):
+    document = {
+        "features": [
+            {"name": "x", "enabled": True, "strategies": [{"name": "custom"}]},
+            {"name": "y", "enabled": True, "strategies": [{"name": "default", "segments": [99]}]},
+            {"name": "z", "enabled": True, "dependencies": [{"feature": "missing-parent"}]},
+            {"name": "w", "enabled": True, "strategies": [{"name": "default", "segments": [9]}]},
+        ],
+        "segments": [{"id": 9, "constraints": [{"contextName": "a", "operator": "LIKE"}]}],
+    }
+    result = flags_import(environment=production, data=document, actor=None)
+    assert sorted(result.created_flags) == ["w", "x", "y", "z"]
+    report = "\n".join(result.warnings)
+    for fragment in ("'custom'", "segment 99", "missing-parent", "'LIKE'", "'Segment 9'"):
+        assert fragment in report
+    assert "warning(s)" in result.summary()
+    snap = snapshot.get_snapshot(production.id)
+    assert [snap.is_enabled(key, {"properties": {"a": "1"}}) for key in "wxyz"] == [False] * 4
 
 
 def test_flags_import__failure_while_writing__rolled_back(production, monkeypatch):
@@ -353,11 +373,36 @@ def test_import_api__release_manager__imports(production, rm_client):
 
 
 def test_import_api__invalid_document__400_with_report_nothing_changed(production, rm_client):
-    bad = {"features": [{"name": "a b"}, {"name": "ok", "strategies": [{"name": "nope"}]}]}
+    bad = {
+        "features": [
+            {"name": "a b"},
+            {"name": "ok", "strategies": [{"name": "default", "parameters": {"rollout": "150"}}]},
+        ]
+    }
     response = _post_import(rm_client, "production", bad)
     assert response.status_code == 400
     assert response.json()["message"].count("\n- ") == 2
     assert Flag.objects.count() == 0
+
+
+def test_import_api__what_unleash_tolerates__imported_with_warnings(production, rm_client):
+    document = {
+        "features": [
+            {"name": "ok", "enabled": True},
+            {"name": "z", "enabled": True, "dependencies": [{"feature": "missing-parent"}]},
+        ]
+    }
+    response = _post_import(rm_client, "production", document)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert sorted(body["created_flags"]) == ["ok", "z"]
+    assert len(body["warnings"]) == 1
+    assert "missing-parent" in body["warnings"][0]
+
+
+def test_import_api__clean_document__no_warnings(production, rm_client):
+    response = _post_import(rm_client, "production", UNLEASH_DOCUMENT)
+    assert response.json()["warnings"] == []
 
 
 def test_import_api__support__403(production, support_client):

@@ -266,6 +266,23 @@ def test_evaluate_flag__bad_context__invalid_context_400(machine, body):
     assert response.json()["errorCode"] == "INVALID_CONTEXT"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        rb'{"context":{"targetingKey":"\ud800"}}',
+        rb'{"context":{"targetingKey":"u1","plan":"\udfff"}}',
+        rb'{"context":{"targetingKey":"u1","\ud800":"x"}}',
+        b'{"context":{"sessionId":"\xed\xa0\x80"}}',
+    ],
+)
+@pytest.mark.parametrize("path", [SINGLE.format("half-rollout"), BULK])
+def test_evaluate__lone_surrogate_in_context__invalid_context_400(machine, raw, path):
+    response = machine.post(path, raw=raw)
+    assert response.status_code == 400
+    assert response.json()["errorCode"] == "INVALID_CONTEXT"
+    assert "surrogate" in response.json()["errorDetails"]
+
+
 def test_evaluate_flag__split_without_targeting_key__targeting_key_missing_400(machine):
     response = machine.one("half-rollout", {"plan": "pro"})
     assert response.status_code == 400
@@ -527,7 +544,8 @@ def _call_wsgi(request):
     try:
         response = application(request.environ, start_response)
         body = b"".join(response)
-        response.close()
+        if hasattr(response, "close"):  # optional in WSGI
+            response.close()
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
@@ -584,3 +602,92 @@ def test_evaluate_flag__database_down_on_cold_process__503_retry_after(machine, 
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert response.json()["errorCode"] == "GENERAL"
+
+
+def _wsgi_post(machine, rf, path, raw, **extra):
+    request = rf.post(
+        path,
+        data=raw,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {machine.key.raw}",
+        HTTP_HOST="localhost",
+        **extra,
+    )
+    return _call_wsgi(request)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        (SINGLE.format("half-rollout"), b'{"context":{"targetingKey":"u1"}}'),
+        (SINGLE.format("half-rollout"), b'{"context":{"plan":"pro"}}'),
+        (SINGLE.format("checkout-copy"), b'{"context":{"targetingKey":"u2"}}'),
+        (SINGLE.format("theme"), b""),
+        (SINGLE.format("kill-switch"), b"{}"),
+        (SINGLE.format("no-such-flag"), b"{}"),
+        (SINGLE.format("pro-plan"), b"[1]"),
+        (SINGLE.format("pro-plan"), b'{"context":{"targetingKey":"\\ud800"}}'),
+        (BULK, b'{"context":{"targetingKey":"u3","plan":"pro"}}'),
+        (BULK, b"not json"),
+    ],
+)
+def test_machine_wsgi__light_path__same_answer_as_django_view(machine, rf, path, raw):
+    status, headers, body = _wsgi_post(machine, rf, path, raw)
+    response = machine.post(path, raw=raw)
+    assert status == response.status_code
+    assert json.loads(body) == response.json()
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers.get("ETag") == response.headers.get("ETag")
+
+
+def test_machine_wsgi__bulk_with_matching_etag__304(machine, rf):
+    raw = b'{"context":{"targetingKey":"u3"}}'
+    _, headers, _ = _wsgi_post(machine, rf, BULK, raw)
+    status, again, body = _wsgi_post(machine, rf, BULK, raw, HTTP_IF_NONE_MATCH=headers["ETag"])
+    assert status == 304
+    assert body == b""
+    assert again["ETag"] == headers["ETag"]
+
+
+@pytest.mark.parametrize(
+    ("auth", "status"), [(None, 401), ("rc_nope_123", 403)], ids=["no key", "unknown key"]
+)
+def test_machine_wsgi__light_path_without_valid_key__django_answers(machine, rf, auth, status):
+    extra = {"HTTP_AUTHORIZATION": auth} if auth else {}
+    request = rf.post(
+        SINGLE.format("always-on"), data="{}", content_type="application/json",
+        HTTP_HOST="localhost", **extra,
+    )  # fmt: skip
+    if auth is None:
+        request.environ.pop("HTTP_AUTHORIZATION", None)
+    got, _headers, body = _call_wsgi(request)
+    assert got == status
+    assert json.loads(body)["errorCode"] == "GENERAL"
+
+
+def test_machine_wsgi__preflight__django_answers_204(machine, rf):
+    request = rf.options(SINGLE.format("always-on"), HTTP_HOST="localhost")
+    status, headers, _ = _call_wsgi(request)
+    assert status == 204
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+
+
+def test_machine_wsgi__body_over_upload_limit__parse_error_400(machine, rf, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    raw = json.dumps({"context": {"targetingKey": "u", "pad": "x" * 200}}).encode()
+    status, _, body = _wsgi_post(machine, rf, SINGLE.format("always-on"), raw)
+    assert status == 400
+    assert json.loads(body)["errorCode"] == "PARSE_ERROR"
+
+
+def test_machine_wsgi__unexpected_failure__django_answers_500_json(machine, rf, monkeypatch):
+    from flags import ofrep
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(ofrep, "evaluate_one", boom)
+    status, _, body = _wsgi_post(machine, rf, SINGLE.format("always-on"), b"{}")
+    assert status == 500
+    assert json.loads(body)["errorCode"] == "GENERAL"

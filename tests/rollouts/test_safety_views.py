@@ -454,6 +454,43 @@ def test_calendar__10_and_60_rollouts__same_number_of_queries(rm_client, staging
     assert count() == small
 
 
+def test_calendar__busy_day__bounded_entries_with_a_count_of_the_rest(
+    rm_client, staging, time_machine
+):
+    from rollouts.views.calendar import MONTH_ENTRIES_PER_DAY, WEEK_ENTRIES_PER_DAY
+    from tests.rollouts.factories import RolloutEventFactory
+
+    time_machine.move_to(datetime(2026, 6, 15, 10, 0, tzinfo=UTC), tick=False)
+    rollout = start(make_rollout(environment=staging, phases=soak_plan(10, 50, 100)))
+    busy = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
+
+    def changes(n: int) -> None:
+        for i in range(n):
+            RolloutEventFactory(
+                rollout=rollout, kind="advanced", to_phase_index=1, to_percentage=50,
+                at=busy + timedelta(minutes=i),
+            )  # fmt: skip
+
+    def month() -> tuple[str, int]:
+        with CaptureQueriesContext(connection) as ctx:
+            response = rm_client.get("/rollouts/calendar/?date=2026-06-15")
+        return response.content.decode(), len(ctx.captured_queries)
+
+    changes(2)
+    month()  # the first visit makes the person's feed token
+    _, small = month()
+    changes(60)
+    html, queries = month()
+
+    assert queries == small
+    assert html.count("phase 2 at 50%") == MONTH_ENTRIES_PER_DAY
+    assert f"+{62 - MONTH_ENTRIES_PER_DAY} more" in html
+    assert "view=week&amp;date=2026-06-10" in html
+    week = rm_client.get("/rollouts/calendar/?view=week&date=2026-06-10").content.decode()
+    assert week.count("phase 2 at 50%") == WEEK_ENTRIES_PER_DAY
+    assert f"and {62 - WEEK_ENTRIES_PER_DAY} more on this day" in week
+
+
 def test_calendar_feed__personal_token__ics_with_the_changes(rm_client, staging, release_manager):
     from comms.models import FeedToken
 

@@ -327,3 +327,49 @@ def test_rollout_list_view__second_page__links_back_and_keeps_filters(rm_client)
     html = rm_client.get(url).content.decode()
     assert "55 rollouts · page 2 of 2" in html
     assert f'href="?release={release.pk}&amp;page=1"' in html
+
+
+def test_releases_page__4_and_60_releases_with_rollouts__same_queries_bounded_rows(rm_client):
+    def releases_with_rollouts(count: int, rollouts_each: int) -> None:
+        for _ in range(count):
+            many_rollouts(rollouts_each, release=ReleaseFactory())
+
+    url = reverse("rollouts:releases")
+    releases_with_rollouts(4, 3)
+    small = page_queries(rm_client, url)
+    releases_with_rollouts(56, 2)
+    releases_with_rollouts(1, selectors.ROLLOUTS_PER_RELEASE + 4)  # the newest: many rollouts
+
+    assert page_queries(rm_client, url) == small
+    response = rm_client.get(url)
+    rows = response.context["releases"]
+    assert len(rows) == selectors.RELEASES_PER_PAGE
+    assert response.context["page"].paginator.count == 61
+    newest = rows[0]
+    assert len(newest.rollouts) == selectors.ROLLOUTS_PER_RELEASE and newest.more_rollouts == 4
+    assert all(row.rollouts for row in rows)  # each shows its rollouts (with phases)
+    body = response.content.decode()
+    assert "and 4 more rollouts" in body and "page=2" in body
+    last = rm_client.get(url, {"page": 3}).context["releases"]
+    assert len(last) == 61 - 2 * selectors.RELEASES_PER_PAGE
+
+
+def test_rollout_page__event_log_pages__older_events_on_page_two_same_queries(rm_client):
+    rollout = rollout_with_phases(10, 50, 100, state=State.RUNNING, current=1)
+    url = reverse("rollouts:detail", kwargs={"key": rollout.key})
+    for i in range(selectors.EVENT_LOG_LIMIT + 5):
+        RolloutEventFactory(
+            rollout=rollout, kind="note", reason=f"note {i:03d}", at=NOW + timedelta(minutes=i)
+        )
+    first = page_queries(rm_client, url)
+    assert page_queries(rm_client, url + "?events=2") == first
+
+    newest = rm_client.get(url).content.decode()
+    older = rm_client.get(url, {"events": 2})
+    body = older.content.decode()
+    assert "note 204" in newest and "note 004" not in newest and "?events=2" in newest
+    assert "note 004" in body and "note 000" in body and "note 204" not in body
+    assert "?events=1" in body and older.context["detail"].event_page == 2
+    # A page past the last (or not a number) shows the last (or the first) page.
+    assert rm_client.get(url, {"events": 99}).context["detail"].event_page == 2
+    assert rm_client.get(url, {"events": "x"}).context["detail"].event_page == 1

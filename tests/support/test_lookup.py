@@ -325,3 +325,13 @@ def test_lookup_page__query_count__constant_in_the_number_of_rollouts(support_cl
 
     assert response.content.decode().count("data-in=") == 3 + 6
     assert len(large.captured_queries) == len(small.captured_queries)
+
+
+@pytest.mark.parametrize("field", ["user_id", "plan", "extra"])
+def test_lookup_form__lone_surrogate__form_error_not_evaluated(field):
+    from support.forms import CustomerLookupForm
+
+    data = {"user_id": "u1", field: "x=\ud800" if field == "extra" else "\ud800"}
+    form = CustomerLookupForm(data, environments=[])
+    assert not form.is_valid()
+    assert "surrogate" in str(form.errors)

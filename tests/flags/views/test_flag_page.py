@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -68,6 +71,47 @@ def test_flag_detail__queries__constant_in_history_and_rules(rm_client, flag, be
 
     assert response.status_code == 200
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_flag_detail__long_history__newest_page_then_older_changes_same_queries(
+    rm_client, flag, time_machine
+):
+    from datetime import UTC, datetime, timedelta
+
+    from flags.views.flag_page import HISTORY_PER_PAGE
+
+    url = reverse("flags:detail", args=[flag.key])
+    state = state_in(flag)
+    now = datetime.now(UTC)
+    start = now - timedelta(days=1)  # one change a minute, yesterday
+    for pct in range(1, HISTORY_PER_PAGE + 11):
+        time_machine.move_to(start + timedelta(minutes=pct), tick=False)
+        state = services.rule_add(
+            flag=flag,
+            environment=state.environment,
+            rule={"name": "flexibleRollout", "parameters": {"rollout": str(pct)}},
+            actor=None,
+            expected_version=state.version,
+        )
+    time_machine.move_to(now, tick=False)  # back to today (the session is still valid)
+    with CaptureQueriesContext(connection) as first_queries:
+        first = rm_client.get(url).content.decode()
+    link = re.search(r'href="\?history_before=([^"#]+)#flag-history"', first)
+    assert link is not None and "Older changes" in first
+    with CaptureQueriesContext(connection) as older_queries:
+        older = rm_client.get(url + "?history_before=" + link.group(1)).content.decode()
+
+    assert len(older_queries.captured_queries) == len(first_queries.captured_queries)
+
+    def times(html: str) -> list[str]:
+        section = html[html.index('id="flag-history"') :]
+        return re.findall(r'<time datetime="([^"]+)"', section)
+
+    newest, earlier = times(first), times(older)
+    assert len(newest) == HISTORY_PER_PAGE and earlier
+    assert max(earlier) < min(newest)  # ISO times in UTC compare as text
+    assert "Newest changes" in older and "Newest changes" not in first
+    assert rm_client.get(url, {"history_before": "not a date"}).status_code == 200
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,3 +291,15 @@ def test_flag_history__rule_change__who_and_compact_json_diff(rm_client, flag, r
     assert "<strong>Remy</strong> changed <strong>Staging</strong>" in html
     assert "[1].parameters.rollout: &quot;10&quot; → &quot;25&quot;" in html
     assert 'hx-trigger="flagChanged from:body"' in html
+
+
+@pytest.mark.parametrize("field", ["user_id", "session_id", "properties"])
+def test_evaluate_form__lone_surrogate__form_error_not_evaluated(field):
+    from flags.forms import EvaluateForm
+    from flags.models import Environment
+
+    env = Environment(key="production", name="Production")
+    value = "plan=\ud800" if field == "properties" else "\ud800"
+    form = EvaluateForm({"environment": "production", field: value}, environments=[env])
+    assert not form.is_valid()
+    assert "surrogate" in str(form.errors)

@@ -84,3 +84,44 @@ def test_rollouts_due__one_query_whatever_the_number_of_rollouts(env, django_ass
         due = services.rollouts_due(now=T0 + 10 * MIN)
     assert len(due) == 5
     assert {index for _, index in due} == {0}
+
+
+def _statements(captured) -> list[str]:
+    """The SQL statements a block ran, without transaction control (savepoints)."""
+    return [
+        q["sql"] for q in captured if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))
+    ]
+
+
+def test_rollouts_advance_due__queries_grow_by_a_few_per_rollout_policy_and_windows_read_once(
+    env,
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.rollouts.factories import freeze, gate_policy
+
+    # A policy (asking approval from 100% on: the 20% and 50% phases are not gated) and a window
+    # that is over: both are read, neither blocks.
+    gate_policy(env, min_percentage=100)
+    freeze("Last year's freeze", starts_at=T0 - 400 * MIN, ends_at=T0 - 300 * MIN)
+
+    def advance(count: int) -> list[str]:
+        for _ in range(count):
+            started(env, 10, 20, 50, 100, release=ReleaseFactory())
+        with CaptureQueriesContext(connection) as ctx:
+            moved = services.rollouts_advance_due(now=T0 + 11 * MIN)
+        assert moved == count
+        return _statements(ctx.captured_queries)
+
+    few = advance(2)
+    many = advance(8)
+
+    per_rollout = (len(many) - len(few)) / 6
+    fixed = len(few) - 2 * per_rollout
+    # Per advanced rollout: lock, phases, the phase, rollout and event writes (with their
+    # history) and the flag's state (lock, segments, write, history, environment version).
+    assert per_rollout <= 12
+    assert fixed <= 3
+    assert sum(sql.startswith('SELECT "rollouts_approvalpolicy"') for sql in many) == 1
+    assert sum(sql.startswith('SELECT "rollouts_freezewindow"') for sql in many) == 1
