@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: install dirs run test lint format bench lock clean
+.PHONY: install dirs run test test-clock test-clock-all lint format bench lock clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -64,6 +64,21 @@ format: install
 
 test: lint dirs
 	$(BIN)/pytest
+	$(MAKE) test-clock
+
+# The unit and database tests with the clock travelled to awkward instants (see CLOCK_INSTANTS
+# in tests/conftest.py): each test at one instant picked from its name, in one extra run.
+# `make test-clock-all` runs them once per instant (slower; before a release).
+CLOCK_INSTANTS := 2026-06-15T23:30:00Z 2026-06-16T00:00:30Z 2027-03-28T00:59:30Z \
+	2026-11-01T05:59:30Z 2026-12-31T23:59:30Z 2028-02-29T12:00:00Z
+test-clock: dirs
+	ROLLCALL_TEST_NOW=mix $(BIN)/pytest -q -n 2 --ignore=tests/integration --ignore=tests/e2e
+
+test-clock-all: dirs
+	@for instant in $(CLOCK_INSTANTS); do \
+	  echo "== clock at $$instant"; \
+	  ROLLCALL_TEST_NOW=$$instant $(BIN)/pytest -q -n 2 --ignore=tests/integration --ignore=tests/e2e || exit 1; \
+	done
 
 bench: install dirs
 	$(BIN)/python bench/run_all.py $(BENCHES)

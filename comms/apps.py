@@ -52,9 +52,13 @@ class CommsConfig(AppConfig):
         # Register the tasks in every process (web too): services enqueue them by name, and
         # Celery applies a registered task's own options to what it sends.
         import comms.tasks  # noqa: F401
+        from comms.failures import DeliveryFailures, EventFailures
         from core.dashboard import register_panel, register_section
+        from core.failures import register_source
         from rollouts.services import events_committed
 
         register_panel(notices_panel)
+        register_source(EventFailures())
+        register_source(DeliveryFailures())
         register_section("rollout_detail", rollout_notices_section)
         events_committed.connect(on_events_committed, dispatch_uid="comms.events_committed")

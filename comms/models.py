@@ -437,3 +437,27 @@ class Delivery(BaseModel):
     def __str__(self) -> str:
         target = f" to {self.recipient}" if self.recipient else ""
         return f"{self.channel_name}{target}: {self.get_state_display()}"
+
+
+class EventFailure(BaseModel):
+    """A rollout event that could not be turned into notices: its error, attempts and backoff.
+
+    The sweeps skip it until `next_attempt_at`, so one poison event never blocks the line;
+    after the retry budget it is dead (`dead_at`) and waits on the Failures page for a person
+    to retry it (after fixing the cause) or discard it.
+    """
+
+    event = models.OneToOneField(
+        "rollouts.RolloutEvent", on_delete=models.CASCADE, related_name="comms_failure"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    failed_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    dead_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ("-failed_at", "-id")
+
+    def __str__(self) -> str:
+        return f"event {self.event_id}: {self.attempts} failed attempts"

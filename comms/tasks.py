@@ -7,6 +7,7 @@ exponential backoff (2 s, 4 s, 8 s ... capped at 5 min, with jitter), 7 attempts
 from __future__ import annotations
 
 from celery import Task, shared_task
+from django.conf import settings
 
 from comms import services
 from comms.channels import TransientDeliveryError
@@ -24,8 +25,9 @@ DELIVERY_MAX_RETRIES = services.DEFAULT_MAX_ATTEMPTS - 1
     retry_backoff=services.RETRY_BACKOFF,
     retry_backoff_max=services.RETRY_BACKOFF_MAX,
     retry_jitter=True,
-    soft_time_limit=45,
-    time_limit=60,
+    # Settings, so the stale-delivery sweep can follow them (comms.services.stale_after).
+    soft_time_limit=settings.COMMS_SEND_SOFT_TIME_LIMIT,
+    time_limit=settings.COMMS_SEND_TIME_LIMIT,
 )
 def send_delivery(self: Task, delivery_id: int) -> str:
     """Send one delivery (state-checked under a row lock: a duplicate message is a no-op)."""
@@ -34,8 +36,9 @@ def send_delivery(self: Task, delivery_id: int) -> str:
 
 @shared_task(name="comms.dispatch_events", ignore_result=True, acks_late=True)
 def dispatch_events(event_ids: list[int]) -> int:
-    """The fast path: rollouts' `events_committed` signal, right after the commit."""
-    return sum(1 for event_id in event_ids if services.event_dispatch(event_id=event_id))
+    """The fast path: rollouts' `events_committed` signal, right after the commit. A failing
+    event is recorded (and retried by the sweep) without stopping the others."""
+    return sum(1 for event_id in event_ids if services.event_dispatch_isolated(event_id=event_id))
 
 
 @shared_task(name="comms.sweep_events", ignore_result=True)

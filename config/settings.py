@@ -200,9 +200,22 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="rollcall")
 CELERY_TASK_ALWAYS_EAGER = False
 # Seconds between beat sweeps (the scheduler tick); the heartbeat is stale after 3 ticks.
 ROLLCALL_TICK_SECONDS = env.int("ROLLCALL_TICK_SECONDS", default=30)
+# Reliability under faults. A failing item (rollout event -> notices, scheduled phase change)
+# is retried after ROLLCALL_RETRY_BACKOFF_SECONDS, doubling each time (capped at an hour);
+# after ROLLCALL_RETRY_MAX_ATTEMPTS attempts it is dead (events) or held (rollouts) and listed
+# on the Failures page. One send of a notice is cut off after COMMS_SEND_SOFT_TIME_LIMIT
+# seconds (killed at COMMS_SEND_TIME_LIMIT; needs the prefork pool, which the Procfile uses).
+ROLLCALL_RETRY_MAX_ATTEMPTS = env.int("ROLLCALL_RETRY_MAX_ATTEMPTS", default=3)
+ROLLCALL_RETRY_BACKOFF_SECONDS = env.int("ROLLCALL_RETRY_BACKOFF_SECONDS", default=30)
+COMMS_SEND_SOFT_TIME_LIMIT = env.int("COMMS_SEND_SOFT_TIME_LIMIT", default=45)
+COMMS_SEND_TIME_LIMIT = env.int("COMMS_SEND_TIME_LIMIT", default=60)
 # Notices: a delivery "sending" for longer than this lost its worker and is sent again (same
-# idempotency id); a "queued" one whose task has not run for this long is queued again.
-COMMS_DELIVERY_STALE_SECONDS = env.int("COMMS_DELIVERY_STALE_SECONDS", default=120)
+# idempotency id); a "queued" one whose task has not run for this long is queued again. The
+# default follows from the limits in force: the hard time limit plus two ticks; a value below
+# the hard limit is raised above it (a send that may still be running is never sent again).
+COMMS_DELIVERY_STALE_SECONDS = env.int(
+    "COMMS_DELIVERY_STALE_SECONDS", default=COMMS_SEND_TIME_LIMIT + 2 * ROLLCALL_TICK_SECONDS
+)
 COMMS_DELIVERY_REQUEUE_SECONDS = env.int("COMMS_DELIVERY_REQUEUE_SECONDS", default=600)
 # Seconds between a process's checks for flag or SDK-key changes made by other processes (one
 # Redis GET, or one tiny versions query without Redis); the staleness bound is about this plus

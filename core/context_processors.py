@@ -17,6 +17,7 @@ NAVIGATION = (
     ("Communications", "comms:notices", "comms.view_notice"),
     ("Changelog", "support:changelog", "rollouts.view_release"),
     ("Settings", "flags:settings", "flags.change_environment"),
+    ("Failures", "failures", "core.add_discardedfailure"),
 )
 
 

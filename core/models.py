@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -24,3 +25,28 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.last_seen.isoformat()}"
+
+
+class DiscardedFailure(models.Model):
+    """Who gave up on a failed item (a dead event, delivery or rollout step), when and why.
+
+    The app that owns the item changes its state; this row is the record people read later
+    on the Failures page. `source` and `key` name the item within its app.
+    """
+
+    source = models.CharField(max_length=64)
+    key = models.CharField(max_length=64)
+    title = models.CharField(max_length=300)
+    error = models.TextField(blank=True)
+    reason = models.TextField()
+    discarded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    discarded_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-discarded_at", "-id")
+        verbose_name = "discarded failure"
+
+    def __str__(self) -> str:
+        return f"{self.title} (discarded {self.discarded_at.isoformat()})"

@@ -22,6 +22,7 @@ DOMAIN_APPS = ("core", "flags", "rollouts", "comms")
 # Models only admins may change (settings, keys, windows, users).
 ADMIN_ONLY_MODELS = {
     "core.heartbeat",
+    "core.discardedfailure",
     "flags.environment",
     "flags.sdkkey",
     "rollouts.freezewindow",

@@ -6,6 +6,9 @@ from core import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("accounts/home/", views.home, name="home"),
+    path("failures/", views.failures, name="failures"),
+    path("failures/<str:source>/<str:key>/retry", views.failure_retry, name="failure-retry"),
+    path("failures/<str:source>/<str:key>/discard", views.failure_discard, name="failure-discard"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path(

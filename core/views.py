@@ -3,15 +3,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
 from core.dashboard import panels
-from core.http import HtmxHttpRequest, render_page
-from core.roles import SUPPORT, user_roles
+from core.exceptions import ApplicationError
+from core.http import AuthenticatedHttpRequest, HtmxHttpRequest, done, render_page
+from core.roles import SUPPORT, require, user_roles
 from core.selectors import scheduler_status
 
 logger = logging.getLogger(__name__)
@@ -99,3 +103,79 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     if request.path.startswith(("/api/", "/ofrep/")):
         return JsonResponse({"error": "permission_denied", "message": message}, status=403)
     return render(request, "403.html", {"message": message}, status=403)
+
+
+FAILURES_PERM = "core.add_discardedfailure"
+
+
+@login_required
+@require(FAILURES_PERM, "see and handle failed work")
+def failures(request: HtmxHttpRequest) -> HttpResponse:
+    """Stuck and dead items across the apps, with Retry and Discard (Admins)."""
+    from core.failures import failures_discarded, failures_list
+
+    return render(
+        request,
+        "core/failures.html",
+        {"failures": failures_list(), "discarded": failures_discarded()},
+    )
+
+
+@login_required
+@require(FAILURES_PERM, "retry failed work")
+@require_POST
+def failure_retry(request: AuthenticatedHttpRequest, source: str, key: str) -> HttpResponse:
+    from core import failures as svc
+
+    try:
+        message = svc.failure_retry(source=source, key=key, actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("failures")
+    return done(request, message=message, redirect_to=reverse("failures"))
+
+
+@login_required
+@require(FAILURES_PERM, "discard failed work")
+def failure_discard(request: AuthenticatedHttpRequest, source: str, key: str) -> HttpResponse:
+    """GET: the confirmation page (asks why). POST: discard, recording who and why."""
+    from core import failures as svc
+
+    item = next(
+        (i for i in svc.failures_list(limit=1000) if i.source == source and i.key == key), None
+    )
+    if item is None:
+        messages.error(request, "That item is no longer failing; nothing to discard.")
+        return redirect("failures")
+    error = ""
+    if request.method == "POST":
+        try:
+            svc.failure_discard(
+                source=source, key=key, actor=request.user, reason=request.POST.get("reason", "")
+            )
+        except ApplicationError as exc:
+            error = exc.message
+        else:
+            return done(request, message="Discarded.", redirect_to=reverse("failures"))
+    return render(
+        request,
+        "core/failure_discard.html",
+        {"item": item, "error": error, "reason": request.POST.get("reason", "")},
+        status=400 if error else 200,
+    )
+
+
+def failures_panel(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
+    """Dashboard panel: how many items are stuck or dead (Admins)."""
+    if not request.user.has_perm(FAILURES_PERM):
+        return None
+    from core.failures import DEAD, failures_list
+
+    items = failures_list(limit=200)
+    return "core/_failures_panel.html", {
+        "failures_panel": {
+            "dead": sum(1 for i in items if i.state == DEAD),
+            "stuck": sum(1 for i in items if i.state != DEAD),
+            "top": items[:5],
+        }
+    }

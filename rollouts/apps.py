@@ -16,6 +16,11 @@ class RolloutsConfig(AppConfig):
         register_panel(active_rollouts_panel)
         register_panel(upcoming_changes_panel)
 
+        from core.failures import register_source
+        from rollouts.failures import AdvanceFailures
+
+        register_source(AdvanceFailures())
+
         from flags.services import register_state_check
         from rollouts.services.direct_writes import direct_state_change_refusal
 

@@ -366,6 +366,7 @@ class Hold(BaseModel):
         ALERT = "alert", "Alert firing"
         FREEZE = "freeze", "Freeze window"
         DECLINED = "declined", "Approval declined"
+        FAILING = "failing", "Scheduled step keeps failing"
         FLAG_EDITED = "flag_edited", "Flag edited by hand"
 
     rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="holds")
@@ -504,3 +505,27 @@ class ApprovalPolicy(BaseModel):
 
     def __str__(self) -> str:
         return f"gates of {self.environment}"
+
+
+class AdvanceFailure(BaseModel):
+    """The scheduler could not move a rollout to its next phase: the error, how often, and
+    when to try again. The sweep skips the rollout until `retry_at`, so it never holds up the
+    others; after the retry budget the rollout is held (a "failing" hold with the error)."""
+
+    rollout = models.OneToOneField(
+        Rollout, on_delete=models.CASCADE, related_name="advance_failure"
+    )
+    phase_index = models.IntegerField(help_text="The phase it was moving from.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    failed_at = models.DateTimeField()
+    retry_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    hold = models.ForeignKey(
+        Hold, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("-failed_at", "-id")
+
+    def __str__(self) -> str:
+        return f"rollout {self.rollout_id}: {self.attempts} failed attempts"

@@ -28,6 +28,14 @@ SWEEP_HEARTBEAT = "rollouts.sweep"
 BATCH = 20
 
 
+def requeue_guard_seconds() -> int:
+    """How long a queued step is not queued again: just under one tick, so the very next
+    sweep re-queues a step whose message died with its worker (a late step costs one tick,
+    not a fixed minute). A duplicate message is harmless (row lock + phase guard)."""
+    tick = int(getattr(settings, "ROLLCALL_TICK_SECONDS", 30))
+    return max(1, tick - 1)
+
+
 def _queued_key(rollout_id: int, expected_phase_index: int) -> str:
     return f"rollouts:advance-queued:{rollout_id}:{expected_phase_index}"
 
@@ -45,8 +53,7 @@ def sweep(limit: int | None = None) -> int:
     keys = {step: _queued_key(*step) for step in steps}
     queued = set(cache.get_many(list(keys.values())))
     fresh = [step for step in steps if keys[step] not in queued]
-    ttl = max(int(getattr(settings, "ROLLCALL_TICK_SECONDS", 30)) * 2, 2)
-    cache.set_many({keys[step]: 1 for step in fresh}, timeout=ttl)
+    cache.set_many({keys[step]: 1 for step in fresh}, timeout=requeue_guard_seconds())
     for start in range(0, len(fresh), BATCH):
         batch = [list(step) for step in fresh[start : start + BATCH]]
         # celery-types has no stub for Task.delay_on_commit (Celery 5.4).

@@ -297,7 +297,12 @@ def doclinks_check(
     ok = broken = 0
     for pk, url in targets:
         result = answers[url]
-        if doclink_record_check(doclink_id=pk, url=url, result=result, now=now):
+        try:
+            recorded = doclink_record_check(doclink_id=pk, url=url, result=result, now=now)
+        except Exception:  # one link that cannot be recorded never stops the rest
+            logger.exception("doclink.record_failed doclink_id=%s", pk)
+            continue
+        if recorded:
             if result.ok:
                 ok += 1
             else:

@@ -109,3 +109,52 @@ def support_client(client, support_user):
 def admin_client_role(client, admin_user_role):
     client.force_login(admin_user_role)
     return client
+
+
+# --------------------------------------------------------------------------------------------
+# The suite at any hour and date: ROLLCALL_TEST_NOW=2027-03-28T00:59:30Z runs every unit and
+# database test with the clock travelled to that instant (time-machine, ticking on from it), so
+# a test that reads the real clock where behaviour depends on time fails at the awkward
+# instants below instead of at 23:00 in CI. ROLLCALL_TEST_NOW=mix gives each test one of
+# CLOCK_INSTANTS, picked from its node id (the same test always gets the same instant, so a
+# failure reproduces). The integration and browser tiers run real processes and are left alone.
+# `make test-clock` runs the mixed instants (part of `make test`); `make test-clock-all` runs
+# the whole suite once per instant.
+CLOCK_INSTANTS = (
+    "2026-06-15T23:30:00Z",  # late evening UTC: "today" differs between UTC and the Americas
+    "2026-06-16T00:00:30Z",  # just after midnight UTC
+    "2027-03-28T00:59:30Z",  # Europe: 30 s before clocks go forward (last Sunday of March)
+    "2026-11-01T05:59:30Z",  # America: 30 s before clocks go back (first Sunday of November)
+    "2026-12-31T23:59:30Z",  # the last 30 s of the year
+    "2028-02-29T12:00:00Z",  # a leap day
+)
+TEST_NOW = os.environ.get("ROLLCALL_TEST_NOW", "").strip()
+
+
+def _test_instant(nodeid: str) -> str:
+    if TEST_NOW.lower() != "mix":
+        return TEST_NOW
+    import zlib
+
+    return CLOCK_INSTANTS[zlib.crc32(nodeid.encode()) % len(CLOCK_INSTANTS)]
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_test_instant(request):
+    """Travel to ROLLCALL_TEST_NOW (see above) for unit and database tests."""
+    if not TEST_NOW or {"integration", "e2e"} & set(request.keywords):
+        yield
+        return
+    from datetime import datetime
+
+    import time_machine
+
+    instant = datetime.fromisoformat(_test_instant(request.node.nodeid).replace("Z", "+00:00"))
+    with time_machine.travel(instant, tick=True):
+        yield
+
+
+def pytest_report_header(config):
+    if TEST_NOW:
+        return [f"clock: ROLLCALL_TEST_NOW={TEST_NOW} (unit and database tests)"]
+    return []

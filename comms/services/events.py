@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 
 from comms import selectors
-from comms.models import Audience, CommunicationPlan, Notice, NoticeEvent, PlanRule
+from comms.models import Audience, CommunicationPlan, EventFailure, Notice, NoticeEvent, PlanRule
 from comms.services._common import _now
 from comms.services.notices import _cancel_notices, _dispatch, notices_send_due
 from comms.services.outbox import deliveries_requeue_stuck, notices_finish_stale
 from comms.services.plans import _new_plan_notice, _plan_locked, rollout_notices_sync
+from core.failures import describe_error, retry_budget, retry_delay
+from core.queue import enqueue_on_commit
 from rollouts.models import Phase, Rollout, RolloutEvent
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,8 @@ EVENT_NOTICES: dict[str, str] = {
     Kind.COMPLETED: NoticeEvent.COMPLETED,
 }
 FINAL_ROLLOUT_KINDS = (Kind.ROLLED_BACK, Kind.CANCELLED)
+# The fast-path task (comms.tasks.dispatch_events), enqueued by name for a retry.
+DISPATCH_EVENTS_TASK = "comms.dispatch_events"
 
 
 def _event_phase(event: RolloutEvent, rollout: Rollout, phases: list[Phase]) -> Phase | None:
@@ -149,6 +154,7 @@ def event_dispatch(*, event_id: int, now: datetime | None = None) -> bool:
         created = _event_handle(event, now)
         event.dispatched_at = now
         event.save(update_fields=["dispatched_at"])
+        EventFailure.objects.filter(event_id=event.id).delete()  # it failed before: now it's done
     logger.info(
         "event.dispatched event_id=%s rollout_id=%s kind=%s notices=%s",
         event.id, event.rollout_id, event.kind, len(created),
@@ -156,14 +162,53 @@ def event_dispatch(*, event_id: int, now: datetime | None = None) -> bool:
     return True
 
 
+def event_failure_record(*, event_id: int, error: str, now: datetime | None = None) -> EventFailure:
+    """Count a failed attempt at an event: it backs off, and after the retry budget it is dead
+    (listed on the Failures page) instead of being tried on every sweep."""
+    now = _now(now)
+    with transaction.atomic():
+        failure = EventFailure.objects.select_for_update().filter(event_id=event_id).first()
+        if failure is None:
+            failure = EventFailure(event_id=event_id, attempts=0, failed_at=now)
+        failure.attempts += 1
+        failure.last_error = error[:2000]
+        failure.failed_at = now
+        if failure.attempts >= retry_budget():
+            failure.dead_at = now
+            failure.next_attempt_at = None
+        else:
+            failure.next_attempt_at = now + retry_delay(failure.attempts)
+        failure.save()
+    logger.warning(
+        "event.dispatch_failed event_id=%s attempts=%s dead=%s error=%s",
+        event_id, failure.attempts, failure.dead_at is not None, error,
+    )  # fmt: skip
+    return failure
+
+
+def event_dispatch_isolated(*, event_id: int, now: datetime | None = None) -> bool:
+    """`event_dispatch` for batches: an event that fails is recorded (error, attempt, backoff)
+    and the caller goes on with the next one."""
+    try:
+        return event_dispatch(event_id=event_id, now=now)
+    except Exception as exc:  # noqa: BLE001 - one poison event must not stop the batch
+        event_failure_record(event_id=event_id, error=describe_error(exc), now=now)
+        return False
+
+
 def events_dispatch_pending(*, now: datetime | None = None, limit: int = 500) -> int:
-    """The sweep: every event not dispatched yet, oldest first. Returns how many."""
+    """The sweep: every event not dispatched yet, oldest first, except failed ones that are
+    backing off or dead (so a poison event never blocks the line). Returns how many."""
+    now = _now(now)
     ids = list(
         RolloutEvent.objects.filter(dispatched_at__isnull=True)
+        .exclude(
+            Q(comms_failure__dead_at__isnull=False) | Q(comms_failure__next_attempt_at__gt=now)
+        )
         .order_by("at", "id")
         .values_list("id", flat=True)[:limit]
     )
-    return sum(1 for event_id in ids if event_dispatch(event_id=event_id, now=now))
+    return sum(1 for event_id in ids if event_dispatch_isolated(event_id=event_id, now=now))
 
 
 @dataclass(frozen=True)
@@ -181,3 +226,45 @@ def notices_sweep(*, now: datetime | None = None) -> SweepResult:
         requeued=deliveries_requeue_stuck(now=now),
         finished=notices_finish_stale(now=now),
     )
+
+
+def event_failure_retry(*, event_id: int, now: datetime | None = None) -> bool:
+    """A person fixed the cause: try a failed (or dead) event again now, in a worker. The
+    failure row keeps its count; success removes it, another failure makes it dead again."""
+    now = _now(now)
+    with transaction.atomic():
+        failure = (
+            EventFailure.objects.select_for_update()
+            .select_related("event")
+            .filter(event_id=event_id, event__dispatched_at__isnull=True)
+            .first()
+        )
+        if failure is None:
+            return False
+        failure.dead_at = None
+        failure.next_attempt_at = None
+        failure.save(update_fields=["dead_at", "next_attempt_at", "updated_at"])
+        enqueue_on_commit(DISPATCH_EVENTS_TASK, [event_id])
+    logger.info("event.retried event_id=%s", event_id)
+    return True
+
+
+def event_failure_discard(*, event_id: int, now: datetime | None = None) -> EventFailure | None:
+    """Give up on a failed event: it is marked handled (no notices) and leaves the list.
+    Returns the failure as it was (its error goes into the record of who discarded it)."""
+    now = _now(now)
+    with transaction.atomic():
+        failure = (
+            EventFailure.objects.select_for_update()
+            .select_related("event")
+            .filter(event_id=event_id)
+            .first()
+        )
+        if failure is None:
+            return None
+        RolloutEvent.objects.filter(pk=event_id, dispatched_at__isnull=True).update(
+            dispatched_at=now
+        )
+        failure.delete()
+    logger.info("event.discarded event_id=%s", event_id)
+    return failure

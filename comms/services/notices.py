@@ -31,6 +31,7 @@ from comms.models import (
 from comms.services._common import _clean_event, _lock_notice, _now, _user
 from comms.services.outbox import deliveries_enqueue_on_commit
 from core.exceptions import ApplicationError
+from core.failures import describe_error
 from rollouts.models import Phase, Release, Rollout
 from rollouts.scheduling import projected_timeline
 
@@ -493,4 +494,22 @@ def notices_send_due(*, now: datetime | None = None, limit: int = 500) -> int:
         .order_by("send_at", "id")
         .values_list("id", flat=True)[:limit]
     )
-    return sum(1 for notice_id in ids if notice_dispatch(notice_id=notice_id, now=now))
+    sent = 0
+    for notice_id in ids:
+        try:
+            sent += notice_dispatch(notice_id=notice_id, now=now)
+        except Exception as exc:  # noqa: BLE001 - one bad notice must not stop the others
+            _notice_prepare_failed(notice_id, describe_error(exc), now)
+    return sent
+
+
+def _notice_prepare_failed(notice_id: int, error: str, now: datetime) -> None:
+    """A due notice that cannot be prepared (e.g. a template broken in the admin) fails with
+    the reason, instead of being tried again on every sweep ahead of the others."""
+    Notice.objects.filter(pk=notice_id, state=State.SCHEDULED).update(
+        state=State.FAILED,
+        finished_at=now,
+        updated_at=now,
+        state_note=f"Could not prepare this notice: {error}"[:500],
+    )
+    logger.warning("notice.prepare_failed notice_id=%s error=%s", notice_id, error)

@@ -40,9 +40,21 @@ RETRY_BACKOFF_MAX = 300
 MAX_ERROR = 2000
 
 
+def send_time_limits() -> tuple[int, int]:
+    """(soft, hard) seconds one send may take: the soft limit raises inside the send (the
+    attempt fails and is retried), the hard one kills the worker process (prefork pool)."""
+    hard = int(getattr(settings, "COMMS_SEND_TIME_LIMIT", 60))
+    soft = int(getattr(settings, "COMMS_SEND_SOFT_TIME_LIMIT", 45))
+    return min(soft, hard), hard
+
+
 def stale_after() -> timedelta:
-    """A delivery "sending" for longer than this was interrupted (its worker died)."""
-    return timedelta(seconds=getattr(settings, "COMMS_DELIVERY_STALE_SECONDS", 120))
+    """A delivery "sending" for longer than this was interrupted (its worker died).
+
+    Never shorter than the hard time limit of a send: until then the attempt may still be
+    running, and sending it again would race it."""
+    configured = int(getattr(settings, "COMMS_DELIVERY_STALE_SECONDS", 120))
+    return timedelta(seconds=max(configured, send_time_limits()[1] + 1))
 
 
 def requeue_after() -> timedelta:
@@ -123,6 +135,15 @@ def _attempt_failed(
     raise senders.TransientDeliveryError(error, status=status) from cause
 
 
+def _describe(exc: Exception) -> str:
+    if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's soft time limit (billiard)
+        return (
+            f"The send took longer than {send_time_limits()[0]} seconds and was cut off; it is "
+            "tried again with the same delivery id."
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
 def delivery_send(
     *,
     delivery_id: int,
@@ -167,11 +188,13 @@ def delivery_send(
     if not claimed:
         return Delivery.objects.values_list("state", flat=True).get(pk=delivery_id)
     delivery.attempts += 1
-    message = senders.message_for(delivery=delivery, notice=delivery.notice, channel=channel)
     attempt = delivery.attempts
     # The row is committed as "sending" before anything leaves: a worker that dies from here
     # on leaves a trace the sweep finds, and the resend carries the same idempotency id.
     try:
+        # Building the message is inside: a notice that cannot be turned into this channel's
+        # message fails this delivery (recorded, retried, then dead), not the worker.
+        message = senders.message_for(delivery=delivery, notice=delivery.notice, channel=channel)
         result = senders.send(message)
     except senders.PermanentDeliveryError as exc:
         _finish_delivery(
@@ -188,7 +211,7 @@ def delivery_send(
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any other error is worth another try
         return _attempt_failed(
-            delivery, attempt, error=f"{type(exc).__name__}: {exc}", status=None, cause=exc,
+            delivery, attempt, error=_describe(exc), status=None, cause=exc,
             max_attempts=max_attempts, now=now,
         )  # fmt: skip
     _finish_delivery(delivery_id, attempt, state=DState.SENT, status=result.status, now=_now(now))

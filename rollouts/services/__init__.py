@@ -52,6 +52,13 @@ from rollouts.services.common import (
     STOPPED_STATES,
 )
 from rollouts.services.events import events_batched, events_committed
+from rollouts.services.failures import (
+    advance_failure_discard,
+    advance_failure_retry,
+    advance_failures_clear,
+    advance_failures_open,
+    rollout_advance_failed,
+)
 from rollouts.services.gates import (
     ApprovalRule,
     GateStatus,
@@ -103,6 +110,10 @@ __all__ = [
     "DecisionResult",
     "GateStatus",
     "Matcher",
+    "advance_failure_discard",
+    "advance_failure_retry",
+    "advance_failures_clear",
+    "advance_failures_open",
     "alert_matches",
     "alertmanager_parse",
     "alerts_receive",
@@ -126,6 +137,7 @@ __all__ = [
     "release_create",
     "release_update",
     "rollout_advance",
+    "rollout_advance_failed",
     "rollout_advance_now",
     "rollout_alert_settings_update",
     "rollout_cancel",

@@ -10,10 +10,19 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q
 
-from core.exceptions import ApplicationError
-from rollouts.models import Approval, ApprovalPolicy, ChecklistItem, Phase, Rollout, RolloutEvent
+from core.failures import describe_error
+from rollouts.models import (
+    AdvanceFailure,
+    Approval,
+    ApprovalPolicy,
+    ChecklistItem,
+    Phase,
+    Rollout,
+    RolloutEvent,
+)
 from rollouts.services.common import _now
 from rollouts.services.events import events_batched
+from rollouts.services.failures import advance_failures_clear, rollout_advance_failed
 from rollouts.services.lifecycle import rollout_advance
 from rollouts.services.sweep import SWEEP_CACHE_STEPS, SweepCache
 
@@ -49,12 +58,14 @@ def rollouts_due(*, now: datetime | None = None, limit: int | None = None) -> li
     promotion_pending = ApprovalPolicy.objects.filter(
         environment=OuterRef("environment"), requires_completed_in__isnull=False
     ).exclude(Exists(completed_there))
+    backing_off = AdvanceFailure.objects.filter(rollout=OuterRef("pk"), retry_at__gt=now)
     qs = (
         Rollout.objects.filter(state__in=(State.RUNNING, State.SCHEDULED), next_due_at__lte=now)
         .filter(Exists(automatic_next))
         .exclude(Exists(pending_approval))
         .exclude(Exists(open_checklist))
         .exclude(Q(state=State.SCHEDULED) & Q(Exists(promotion_pending)))
+        .exclude(Exists(backing_off))
         .order_by("next_due_at", "id")
         .values_list("id", "current_phase_index")
     )
@@ -77,24 +88,30 @@ def rollouts_advance_steps(*, steps: Iterable[Sequence[int]], now: datetime | No
     """
     moved = 0
     cache = SweepCache()
+    advanced: list[int] = []
     with events_batched():
         for position, (rollout_id, index) in enumerate(steps):
             if position and position % SWEEP_CACHE_STEPS == 0:
                 cache = SweepCache()
             try:
-                moved += rollout_advance(
+                if rollout_advance(
                     rollout_id=int(rollout_id),
                     expected_phase_index=int(index),
                     actor=None,
                     source=Source.SCHEDULER,
                     now=now,
                     cache=cache,
+                ):
+                    moved += 1
+                    advanced.append(int(rollout_id))
+            except Exception as exc:  # noqa: BLE001 - one failing rollout never stops the batch
+                # A rule now forbids the step (e.g. its segment is gone) or something broke:
+                # recorded, backed off, held after the retry budget; the other rollouts go on.
+                rollout_advance_failed(
+                    rollout_id=int(rollout_id),
+                    phase_index=int(index),
+                    error=describe_error(exc),
+                    now=now,
                 )
-            except ApplicationError as exc:
-                # A rule now forbids the step (e.g. its segment is gone): a person must look;
-                # the other rollouts go on.
-                logger.warning(
-                    "rollout.advance_failed rollout_id=%s phase=%s error=%s",
-                    rollout_id, int(index) + 1, exc.message,
-                )  # fmt: skip
+    advance_failures_clear(rollout_ids=advanced)
     return moved
