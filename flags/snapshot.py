@@ -105,7 +105,12 @@ def load_latest(environment_id: int) -> Compiled:
     never answered as missing by a process once another one committed it.
     """
     freshness.recheck()
-    return load(environment_id)
+    compiled = load(environment_id)
+    wanted = freshness.environment_version(environment_id)
+    if wanted is not None and compiled.version < wanted:
+        with _REFRESH:  # another thread is refreshing: wait for it rather than answer the old
+            return _refresh(environment_id)
+    return compiled
 
 
 def invalidate_local() -> None:
