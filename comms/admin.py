@@ -1,4 +1,5 @@
-"""Django admin for notices: read mostly; changes that matter go through the services."""
+"""Django admin for notices: read-only; changes go through the pages and the services (they
+validate templates, URLs and recipients). Channel URLs and signing secrets are never shown."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from comms.models import (
     NoticeTemplate,
     PlanRule,
 )
+from core.admin import ReadOnlyAdminMixin
 from core.exceptions import ApplicationError
 from core.http import AuthenticatedHttpRequest
 
 
-class ChannelInline(admin.TabularInline):
+class ChannelInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Channel
     extra = 0
     fields = ("name", "kind", "is_enabled", "masked_url", "masked_secret")
@@ -29,7 +31,7 @@ class ChannelInline(admin.TabularInline):
 
 
 @admin.register(Audience)
-class AudienceAdmin(SimpleHistoryAdmin):
+class AudienceAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "kind", "timezone")
     list_filter = ("kind",)
     search_fields = ("name",)
@@ -37,31 +39,34 @@ class AudienceAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("name", "audience", "kind", "is_enabled", "masked_url")
     list_filter = ("kind", "is_enabled")
     list_select_related = ("audience",)
+    # The webhook URL (Slack/Teams: the credential) and the signing secret stay hidden.
+    fields = ("audience", "kind", "name", "is_enabled", "masked_url", "masked_secret", "recipients")
+    readonly_fields = fields
 
 
 @admin.register(NoticeTemplate)
-class NoticeTemplateAdmin(SimpleHistoryAdmin):
+class NoticeTemplateAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "event", "is_default", "updated_at")
     list_filter = ("event", "is_default")
 
 
-class PlanRuleInline(admin.TabularInline):
+class PlanRuleInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = PlanRule
     extra = 0
 
 
 @admin.register(CommunicationPlan)
-class CommunicationPlanAdmin(admin.ModelAdmin):
+class CommunicationPlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("rollout", "created_at")
     list_select_related = ("rollout", "rollout__release", "rollout__environment")
     inlines = [PlanRuleInline]
 
 
-class DeliveryInline(admin.TabularInline):
+class DeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Delivery
     extra = 0
     can_delete = False
@@ -70,7 +75,7 @@ class DeliveryInline(admin.TabularInline):
 
 
 @admin.register(Notice)
-class NoticeAdmin(SimpleHistoryAdmin):
+class NoticeAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("id", "title", "audience", "event", "state", "send_at", "finished_at")
     list_filter = ("state", "event", "origin", "audience")
     list_select_related = ("audience", "release", "phase")
@@ -81,7 +86,7 @@ class NoticeAdmin(SimpleHistoryAdmin):
     inlines = [DeliveryInline]
     actions = ["retry_failed", "cancel"]
 
-    @admin.action(description="Retry failed deliveries")
+    @admin.action(description="Retry failed deliveries", permissions=["manage"])
     def retry_failed(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Notice]) -> None:
         count = 0
         for notice in queryset:
@@ -91,7 +96,7 @@ class NoticeAdmin(SimpleHistoryAdmin):
                 self.message_user(request, f"{notice}: {exc.message}", messages.WARNING)
         self.message_user(request, f"Retrying {count} deliveries.")
 
-    @admin.action(description="Cancel (drafts and scheduled only)")
+    @admin.action(description="Cancel (drafts and scheduled only)", permissions=["manage"])
     def cancel(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Notice]) -> None:
         for notice in queryset:
             try:
@@ -101,7 +106,7 @@ class NoticeAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "notice", "channel_name", "recipient", "state", "attempts", "sent_at")
     list_filter = ("state", "channel_kind")
     list_select_related = ("notice",)

@@ -44,6 +44,13 @@ def rollout_notices_section(request: Any, *, rollout: Any) -> tuple[str, dict[st
     }
 
 
+def rollout_start_warnings(*, rollout: Any, now: Any) -> list[dict[str, Any]]:
+    """Before a draft starts: the lead-time notices that starting now would miss."""
+    from comms.selectors import start_warnings
+
+    return start_warnings(rollout=rollout, now=now)
+
+
 class CommsConfig(AppConfig):
     name = "comms"
     verbose_name = "Communication"
@@ -53,7 +60,7 @@ class CommsConfig(AppConfig):
         # Celery applies a registered task's own options to what it sends.
         import comms.tasks  # noqa: F401
         from comms.failures import DeliveryFailures, EventFailures
-        from core.dashboard import register_panel, register_section
+        from core.dashboard import register_check, register_panel, register_section
         from core.failures import register_source
         from rollouts.services import events_committed
 
@@ -61,4 +68,9 @@ class CommsConfig(AppConfig):
         register_source(EventFailures())
         register_source(DeliveryFailures())
         register_section("rollout_detail", rollout_notices_section)
+        register_check("rollout_start", rollout_start_warnings)
+        from comms import metrics
+        from core.metrics import register_collector
+
+        register_collector(metrics.collect)
         events_committed.connect(on_events_committed, dispatch_uid="comms.events_committed")

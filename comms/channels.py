@@ -3,6 +3,11 @@ one message and sends it; errors are classified as transient (retry later) or pe
 
 The generic webhook body is a stable, documented schema (README, "Webhook notices"):
 `rollcall.notice/v1`, signed with HMAC-SHA256 over the raw body.
+
+HTTP goes through `core.outbound` (internal addresses refused, the checked address pinned).
+Slack and Teams webhook URLs are credentials: error messages (stored in Delivery.last_error,
+which Support sees) name neither the URL nor the receiver's reply body, only the status code
+and its short reason.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from comms.models import Channel, Delivery, Notice
+from core import outbound
 
 SCHEMA = "rollcall.notice/v1"
 SIGNATURE_HEADER = "X-Rollcall-Signature"
@@ -36,10 +42,11 @@ _local = threading.local()
 
 
 def _session() -> requests.Session:
-    """One keep-alive session per thread (created lazily, so after a worker forks)."""
+    """One keep-alive session per thread (created lazily, so after a worker forks); its
+    connections go only to addresses core.outbound checked."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
+        session = _local.session = outbound.new_session(USER_AGENT)
     return session
 
 
@@ -202,25 +209,36 @@ def send_http(message: Message) -> Result:
             raise PermanentDeliveryError("The webhook has no signing secret; rotate it to set one.")
         headers[SIGNATURE_HEADER] = sign(body, message.signing_secret)
     try:
-        response = _session().post(
+        # No redirects: a webhook that moved answers 3xx, which is reported, not followed.
+        response = outbound.request(
+            "POST",
             message.url,
+            session=_session(),
             data=body,
             headers=headers,
             timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-            allow_redirects=False,
         )
-    except requests.Timeout as exc:
-        raise TransientDeliveryError(f"The receiver did not answer in time ({exc}).") from exc
-    except requests.RequestException as exc:
-        raise TransientDeliveryError(f"Could not reach the receiver: {exc}") from exc
+    except outbound.OutboundRefused as exc:
+        raise PermanentDeliveryError(exc.message) from None
+    except outbound.OutboundError as exc:
+        # `from None`: the cause names the URL, and tracebacks end up in logs.
+        raise TransientDeliveryError(f"Could not reach the receiver: {exc.message}") from None
     status = response.status_code
-    detail = response.text[:300].strip()
+    response.close()
     if 200 <= status < 300:
-        return Result(status=status, detail=detail)
-    message_text = f"The receiver answered HTTP {status}" + (f": {detail}" if detail else ".")
+        return Result(status=status, detail=_reason(response))
+    # The reply body is not shown: receivers echo URLs, tokens and stack traces.
+    reason = _reason(response)
+    message_text = f"The receiver answered HTTP {status}" + (f" {reason}." if reason else ".")
     if status in TRANSIENT_STATUSES:
         raise TransientDeliveryError(message_text, status=status)
     raise PermanentDeliveryError(message_text, status=status)
+
+
+def _reason(response: requests.Response) -> str:
+    """The status line's reason ("Not Found"), short and printable, or ""."""
+    reason = response.reason if isinstance(response.reason, str) else ""
+    return "".join(ch for ch in reason[:60] if ch.isprintable()).strip()
 
 
 def send_email(message: Message) -> Result:

@@ -75,18 +75,6 @@ def _new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-class FeedToken(BaseModel):
-    """A personal secret in feed URLs (Atom changelog, iCalendar), so readers can subscribe."""
-
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feed_token"
-    )
-    token = models.CharField(max_length=64, unique=True, default=_new_token)
-
-    def __str__(self) -> str:
-        return f"feed token of {self.user}"
-
-
 # --------------------------------------------------------------------------------------------
 # Notices: audiences and their channels, templates, communication plans, notices, deliveries.
 

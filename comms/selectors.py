@@ -249,6 +249,15 @@ def planned_notices(rollout: Rollout, now: datetime) -> list[PlannedNotice]:
                     else:
                         at = times.planned_start
                     status = "planned" if at else "waiting"
+                    description = _describe(audience, rule.event, times.phase, at, rule.lead_time)
+                    if at is not None and at < now:
+                        # Never "planned" at a past time: it would go out late, when it starts.
+                        status = "late"
+                        description += (
+                            ": too late if it starts now (schedule the start later)"
+                            if rollout.state == "draft"
+                            else ": goes out late, as soon as the plan gets there"
+                        )
                     items.append(
                         PlannedNotice(
                             audience=audience,
@@ -257,9 +266,7 @@ def planned_notices(rollout: Rollout, now: datetime) -> list[PlannedNotice]:
                             at=at,
                             lead_time=rule.lead_time,
                             status=status,
-                            description=_describe(
-                                audience, rule.event, times.phase, at, rule.lead_time
-                            ),
+                            description=description,
                         )
                     )
             elif rule.event == NoticeEvent.COMPLETED:
@@ -456,3 +463,19 @@ def delivery_targets(audiences: Sequence[Audience]) -> dict[int, list[Channel]]:
     ):
         result[channel.audience_id].append(channel)
     return result
+
+
+def start_warnings(*, rollout: Rollout, now: datetime) -> list[dict[str, Any]]:
+    """What starting a draft now would break: its "N h before phase X" notices whose send time
+    is already past. Each: {"message": words, "short_by": how much later the start must be}."""
+    if rollout.state != "draft":
+        return []
+    return [
+        {
+            "message": f"{item.audience.name} would not get the notice "
+            f"{format_duration(item.lead_time)} before {_phase_label(item.phase)} in time.",
+            "short_by": now - item.at,
+        }
+        for item in planned_notices(rollout, now)
+        if item.status == "late" and item.at is not None and item.notice is None
+    ]

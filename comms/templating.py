@@ -10,7 +10,10 @@ Rendering substitutes each variable for the target it is rendered into ("flavour
   `**[pay](javascript:x)**<script>` stays literal text; the HTML is then made from that
   Markdown by `core.markdown.render_markdown` (raw HTML off, nh3-sanitized);
 - slack: Slack's mrkdwn, with `&`, `<` and `>` escaped as Slack asks.
-Only the template's own text (written by a release manager) can carry formatting.
+Only the template's own text (written by a release manager) can carry formatting, and only
+safe formatting, in every flavour (email, Teams, Slack, webhooks): links whose target is not
+http(s)/mailto lose their target, images become their alt text and raw HTML is never a tag
+(shown as text in Markdown and HTML, dropped from plain text; `_safe_template_source`).
 """
 
 from __future__ import annotations
@@ -223,6 +226,42 @@ def _markdown_to_slack(source: str) -> str:
     return re.sub(r"^(\s*)[-*+]\s+", r"\1• ", out, flags=re.M)
 
 
+_MD_LINK = re.compile(
+    r"(!?)\[([^\]\n]*)\]\(\s*<?([^)\s>]*)>?(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)"
+)
+_MD_REFERENCE = re.compile(r"^ {0,3}\[[^\]\n]+\]:[ \t]*<?([^\s>]*)>?.*$", re.M)
+_SAFE_TARGET = re.compile(r"^(https?://|mailto:)", re.I)
+_SAFE_AUTOLINK = re.compile(r"(<(?:https?://|mailto:)[^<>\s]*>)", re.I)
+_RAW_HTML = re.compile(r"<[A-Za-z/!?][^>]*>|<!--.*?-->", re.S)
+
+
+def _safe_template_source(source: str, flavour: str) -> str:
+    """The template author's own Markdown without what a channel could run or fetch:
+    `[x](javascript:...)` becomes `x`, `![alt](...)` becomes `alt` (no tracking pixels) and
+    unsafe reference definitions go. Raw HTML (`<img onerror=...>`, `<script>`) never stays a
+    tag: Markdown (Teams, webhooks, the HTML part) shows it as text (`&lt;b>`), plain text drops
+    it, Slack's flavour escapes it anyway. `<https://...>` autolinks stay."""
+
+    def link(match: re.Match[str]) -> str:
+        bang, label, target = match.groups()
+        if not bang and _SAFE_TARGET.match(target):
+            return match.group(0)
+        return label
+
+    out = _MD_LINK.sub(link, source)
+    out = _MD_REFERENCE.sub(lambda m: m.group(0) if _SAFE_TARGET.match(m.group(1)) else "", out)
+    if flavour == "slack":
+        return out
+
+    def tag(match: re.Match[str]) -> str:
+        return "" if flavour == "text" else "&lt;" + match.group(0)[1:]
+
+    parts = _SAFE_AUTOLINK.split(out)
+    return "".join(
+        part if index % 2 else _RAW_HTML.sub(tag, part) for index, part in enumerate(parts)
+    )
+
+
 def _fill(source: str, context: Mapping[str, Any], flavour: str) -> str:
     values: list[str] = []
 
@@ -232,6 +271,7 @@ def _fill(source: str, context: Mapping[str, Any], flavour: str) -> str:
 
     # Stray NUL characters from a writer could forge placeholders: drop them first.
     marked = _TAG.sub(placeholder, source.replace("\x00", ""))
+    marked = _safe_template_source(marked, flavour)
     if flavour == "slack":
         marked = _markdown_to_slack(marked)
     return _PLACEHOLDER_RE.sub(lambda m: values[int(m.group(1))], marked)

@@ -87,8 +87,21 @@ def notice_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         notice = selectors.notice_detail(notice_id=pk)
     except Notice.DoesNotExist as exc:
         raise Http404("No such notice.") from exc
-    context = {"notice": notice, "deliveries": list(notice.deliveries.all())}
+    context = {
+        "notice": notice,
+        "deliveries": list(notice.deliveries.all()),
+        "preview": _notice_preview(notice) if not notice.rendered_html else None,
+    }
     return render_page(request, "comms/notice_detail.html", context, partial="notice-status")
+
+
+def _notice_preview(notice: Notice) -> Any:
+    """A notice not sent yet, filled in with today's facts (the template is shown as well)."""
+    try:
+        context, _facts = services.notice_context(notice, now=timezone.now())
+        return templating.render(subject=notice.subject, body=notice.body, context=context)
+    except ApplicationError:
+        return None
 
 
 def _compose_initial(request: HttpRequest) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from csp import constants as csp_constants
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +50,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "simple_history",
+    "axes",
+    "csp",
     "core",
     "flags",
     "rollouts",
@@ -65,10 +68,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "core.headers.PermissionsPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "core.middleware.HtmxLoginRedirectMiddleware",
     "core.middleware.DataErrorMiddleware",
+    "core.middleware.ConfirmMiddleware",
+    "core.middleware.FriendlyNotFoundMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -160,8 +169,68 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Security hardening (README, "Security") -------------------------------------------------
+# HTTPS: secure by default with DEBUG=False (production); every value can be set explicitly.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Probes of the load balancer often speak plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$", r"^readyz$"])
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_REFERRER_POLICY = env.str("SECURE_REFERRER_POLICY", default="same-origin")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# Browser features no Rollcall page uses (core.headers.PermissionsPolicyMiddleware).
+PERMISSIONS_POLICY = env.str(
+    "PERMISSIONS_POLICY",
+    default=(
+        "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+        "microphone=(), payment=(), usb=(), interest-cohort=()"
+    ),
+)
+# Content-Security-Policy (django-csp): scripts and styles from Rollcall's own origin only;
+# the few <style> blocks carry the request's nonce; style="" attributes (progress bars) stay.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", csp_constants.NONCE],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+if env.bool("CSP_REPORT_ONLY", default=False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY, {}
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one user name
+# from one address, logins stop for AXES_COOLOFF_HOURS (even with the right password).
+# An admin lifts a lockout with `manage.py axes_reset_username <name>` (or the admin's
+# "Access attempts" page).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+# Outbound requests (doc-link checks, Slack/Teams/webhook notices, SMTP host) never reach
+# loopback, private, link-local or reserved addresses unless listed here: host names,
+# ".domain" suffixes, IP addresses or CIDR networks (core.outbound).
+ROLLCALL_OUTBOUND_ALLOW = env.list("ROLLCALL_OUTBOUND_ALLOW", default=[])
+# Seconds between writes of SdkKey.last_used_at (batched in each process, never per request).
+SDK_KEY_LAST_USED_FLUSH_SECONDS = env.int("SDK_KEY_LAST_USED_FLUSH_SECONDS", default=60)
+# --- end of security hardening ----------------------------------------------------------------
+
 # Email (SMTP in production; console in development)
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="core.mail.SummaryFileBackend")
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
@@ -222,6 +291,24 @@ COMMS_DELIVERY_REQUEUE_SECONDS = env.int("COMMS_DELIVERY_REQUEUE_SECONDS", defau
 # a request. See flags/freshness.py.
 FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=0.5)
 
+# Guarded rollouts (issue 16). Phase checks ask the environment's Prometheus (set per
+# environment in the UI/API; ROLLCALL_PROMETHEUS_URL is the default for environments without
+# one), with these connect/read timeouts in seconds; an unanswered query holds (fail safe).
+ROLLCALL_PROMETHEUS_URL = env.str("ROLLCALL_PROMETHEUS_URL", default="")
+ROLLCALL_PROMETHEUS_CONNECT_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_CONNECT_TIMEOUT", default=2.0)
+ROLLCALL_PROMETHEUS_READ_TIMEOUT = env.float("ROLLCALL_PROMETHEUS_READ_TIMEOUT", default=5.0)
+# OFREP evaluations are counted in process and written every this many seconds (aggregated);
+# the stale-flags list names flags not evaluated (or fully on and unchanged) for this many days.
+FLAGS_USAGE_FLUSH_SECONDS = env.float("FLAGS_USAGE_FLUSH_SECONDS", default=5.0)
+FLAGS_USAGE_OFREP = env.bool("FLAGS_USAGE_OFREP", default=True)  # count OFREP evaluations
+FLAGS_STALE_DAYS = env.int("FLAGS_STALE_DAYS", default=30)
+# Rollcall's own /metrics: a bearer token Prometheus sends, and/or the networks allowed
+# without it (default: this host only).
+ROLLCALL_METRICS_TOKEN = env.str("ROLLCALL_METRICS_TOKEN", default="")
+ROLLCALL_METRICS_ALLOWED_NETWORKS = env.list(
+    "ROLLCALL_METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"]
+)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -230,7 +317,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["core.permissions.ModelPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.http.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # JSON bodies bounded in size (DATA_UPLOAD_MAX_MEMORY_SIZE) and nesting depth; forms as usual.
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
 SPECTACULAR_SETTINGS = {
@@ -241,6 +334,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Stable names for choice sets used by several serializers (`check --deploy` is clean).
+    "ENUM_NAME_OVERRIDES": {
+        "AudienceKindEnum": "comms.models.Audience.Kind",
+        "NoticeEventEnum": "comms.models.NoticeEvent",
+        "RollbackModeEnum": "rollouts.models.Rollout.RollbackMode",
+    },
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
@@ -257,5 +356,25 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # urllib3 logs request paths at DEBUG: webhook paths are credentials.
+        "urllib3": {"level": "WARNING"},
+    },
 }
+
+# The first-time user's path (issue 14): a quiet `make run`, demo hints, one time zone.
+# Development mail: each message whole in a file here, one line in the log (EMAIL_BACKEND).
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
+# Demo mode: the login page names the demo users (when they exist). Default: on with DEBUG.
+DEMO_MODE = env.bool("DEMO_MODE", default=DEBUG)
+LOGGING["filters"] = {
+    "quiet_403": {"()": "core.logs.QuietPermissionDenied"},
+    "kombu_no_hostname": {"()": "core.logs.DropKombuNoHostname"},
+}
+LOGGING["loggers"].update(  # type: ignore[attr-defined]
+    {
+        "django.request": {"filters": ["quiet_403"]},
+        "kombu.connection": {"filters": ["kombu_no_hostname"]},
+    }
+)

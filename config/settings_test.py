@@ -21,3 +21,11 @@ CELERY_TASK_DEFAULT_QUEUE = f"rollcall-test-{os.getpid()}"
 if "KEY_PREFIX" in CACHES["default"]:
     # A shared Redis: keep this run's cache keys apart from other runs and from `make run`.
     CACHES["default"]["KEY_PREFIX"] = f"rollcall-test-{os.getpid()}"
+
+# The tests' real HTTP receivers listen on 127.0.0.1; allowing exactly that address keeps
+# every other internal address refused (the guard's own tests set their own list).
+ROLLCALL_OUTBOUND_ALLOW = ["127.0.0.1"]
+
+# OFREP usage counts are flushed by the tests themselves (`flags.usage.ofrep_flush`), never by
+# a background thread writing into another test's database.
+FLAGS_USAGE_FLUSH_SECONDS = 0

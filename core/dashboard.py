@@ -51,3 +51,20 @@ def render_sections(slot: str, request: HttpRequest, **kwargs: Any) -> list[str]
             template_name, context = result
             html.append(render_to_string(template_name, context, request=request))
     return html
+
+
+# Facts a higher app contributes to a lower app's decisions (e.g. comms' lead-time notices that
+# starting a rollout now would miss), again without the lower app importing the higher one.
+Check = Callable[..., list[dict[str, Any]]]
+_CHECKS: dict[str, list[Check]] = {}
+
+
+def register_check(slot: str, check: Check) -> None:
+    registered = _CHECKS.setdefault(slot, [])
+    if check not in registered:
+        registered.append(check)
+
+
+def run_checks(slot: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every finding of the checks registered for `slot`, in registration order."""
+    return [finding for check in _CHECKS.get(slot, []) for finding in check(**kwargs)]

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.models import User
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from core.exceptions import ApplicationError, ConflictError
+from core.parsers import too_large_message
 
 
 def render_page(
@@ -76,6 +78,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
                 **({"fields": fields} if fields else {}),
             },
             status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own limit on request bodies (DATA_UPLOAD_MAX_MEMORY_SIZE), met by DRF.
+        return Response(
+            {"error": "too_large", "message": too_large_message()},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, ApplicationError):
         body: dict[str, Any] = {"error": exc.code, "message": exc.message}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -50,3 +51,87 @@ class DataErrorMiddleware:
         if request.path.startswith(("/api/", "/ofrep/", "/hooks/")):
             return JsonResponse({"error": "invalid", "message": self.MESSAGE}, status=400)
         return render(request, "400.html", {"message": self.MESSAGE}, status=400)
+
+
+CONFIRM_FIELD = "_confirm"
+CONFIRMED_FIELD = "_confirmed"
+
+
+class ConfirmMiddleware:
+    """A destructive form carries its question in a hidden `_confirm` field (the
+    `_partials/confirm_field.html` include). With JavaScript the browser asks it
+    (`data-confirm` / `hx-confirm`) and sends `_confirmed=1`; without JavaScript this
+    answers the POST with an "Are you sure?" page whose second submit sends the same fields
+    with `_confirmed=1`. Nothing happens on the first click either way.
+
+    It runs after the CSRF and login checks, so a refused request is refused as before.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view: Callable[..., HttpResponse], args: Any, kwargs: Any
+    ) -> HttpResponse | None:
+        if request.method != "POST" or getattr(request, "htmx", None):
+            return None  # htmx asked with hx-confirm before sending
+        if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return None  # machines (the API, hooks) never get a confirmation page
+        question = request.POST.get(CONFIRM_FIELD, "").strip()
+        if not question or request.POST.get(CONFIRMED_FIELD) == "1":
+            return None
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None  # the view sends the person to log in
+        from django.shortcuts import render
+        from django.utils.http import url_has_allowed_host_and_scheme
+
+        back = request.headers.get("Referer", "")
+        if not url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            back = "/"
+        fields = [
+            (name, value)
+            for name, values in request.POST.lists()
+            for value in values
+            if name not in ("csrfmiddlewaretoken", CONFIRMED_FIELD)
+        ]
+        return render(
+            request,
+            "core/confirm.html",
+            {
+                "question": question,
+                "label": request.POST.get("_confirm_label", "").strip() or "Yes, go ahead",
+                "action": request.get_full_path(),
+                "fields": fields,
+                "back": back,
+            },
+        )
+
+
+class FriendlyNotFoundMiddleware:
+    """With DEBUG on, Django answers an unknown address with its technical "Page not found"
+    page (the URL patterns, the settings hint). People see Rollcall's own 404 page instead;
+    the API keeps its JSON."""
+
+    MARK = b"<title>Page not found at "
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and settings.DEBUG
+            and not getattr(response, "streaming", False)
+            and self.MARK in response.content[:2000]
+        ):
+            from core.views import page_not_found
+
+            return page_not_found(request)
+        return response

@@ -50,3 +50,35 @@ class DiscardedFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} (discarded {self.discarded_at.isoformat()})"
+
+
+def _new_feed_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
+class FeedToken(BaseModel):
+    """A personal secret in one kind of feed URL (the changelog's Atom feed, the rollout
+    calendar's iCalendar feed). Each scope has its own token, created on request (POST) and
+    reset or revoked on its own, so sharing one feed never exposes the other."""
+
+    class Scope(models.TextChoices):
+        CHANGELOG = "changelog", "Changelog feed (Atom)"
+        CALENDAR = "calendar", "Rollout calendar (iCalendar)"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feed_tokens"
+    )
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    token = models.CharField(max_length=64, default=_new_feed_token)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "scope"], name="feed_token_per_user_scope"),
+            # Unique per scope: migrated tokens keep working for both feeds until reset.
+            models.UniqueConstraint(fields=["scope", "token"], name="feed_token_unique_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()} token of {self.user}"

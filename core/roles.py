@@ -27,11 +27,12 @@ ADMIN_ONLY_MODELS = {
     "flags.sdkkey",
     "rollouts.freezewindow",
     "rollouts.approvalpolicy",
+    "rollouts.prometheussource",
     "comms.channel",
     "comms.audience",
 }
 # Models holding secrets: Support may not even view them.
-SECRET_MODELS = {"flags.sdkkey", "comms.channel"}
+SECRET_MODELS = {"flags.sdkkey", "comms.channel", "rollouts.prometheussource"}
 ADMIN_EXTRA_APPS = ("auth", "authtoken", "django_celery_beat")
 
 ROLE_DESCRIPTIONS = {

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from core.models import Heartbeat
+from core.models import FeedToken, Heartbeat
 
 SCHEDULER_HEARTBEAT = "scheduler"
 
@@ -27,3 +28,20 @@ def scheduler_status(*, now: datetime | None = None) -> SchedulerStatus:
     return SchedulerStatus(
         last_seen=beat.last_seen, age_seconds=age, stale=age > 3 * settings.ROLLCALL_TICK_SECONDS
     )
+
+
+def feed_token_get(*, user: Any, scope: str) -> FeedToken | None:
+    """The person's token for a feed, or None (never created here: a GET writes nothing)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return FeedToken.objects.filter(user_id=user.pk, scope=scope).first()
+
+
+def feed_token_user(*, token: str, scope: str) -> Any:
+    """The active owner of a feed token of this scope, or None (unknown, other scope)."""
+    if not token:
+        return None
+    found = FeedToken.objects.select_related("user").filter(token=token, scope=scope).first()
+    if found is None or not found.user.is_active:
+        return None
+    return found.user

@@ -4,9 +4,11 @@ import logging
 import socket
 from datetime import datetime
 
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 from django.utils import timezone
 
-from core.models import Heartbeat
+from core.models import FeedToken, Heartbeat, _new_feed_token
 
 logger = logging.getLogger(__name__)
 
@@ -18,3 +20,37 @@ def heartbeat_record(*, name: str, now: datetime | None = None) -> Heartbeat:
     )
     logger.info("heartbeat.recorded name=%s", name)
     return beat
+
+
+# --------------------------------------------------------------------------------------------
+# Feed tokens: one per person and feed (changelog, calendar), made and reset by a POST.
+
+
+def _scope(scope: str) -> str:
+    if scope not in FeedToken.Scope.values:
+        raise ValueError(f"Unknown feed scope {scope!r}.")
+    return scope
+
+
+@transaction.atomic
+def feed_token_create(*, user: AbstractBaseUser, scope: str) -> FeedToken:
+    """The person's token for this feed, with a new secret: creates it, or resets it (the old
+    feed address stops working at once). Other feeds' tokens are untouched."""
+    token, created = FeedToken.objects.select_for_update().get_or_create(
+        user_id=user.pk, scope=_scope(scope)
+    )
+    if not created:
+        token.token = _new_feed_token()
+        token.save(update_fields=["token", "updated_at"])
+    logger.info(
+        "feed_token.%s user_id=%s scope=%s", "created" if created else "reset", user.pk, scope
+    )
+    return token
+
+
+def feed_token_revoke(*, user: AbstractBaseUser, scope: str) -> bool:
+    """Stop the feed address working; True when there was one."""
+    deleted, _ = FeedToken.objects.filter(user_id=user.pk, scope=_scope(scope)).delete()
+    if deleted:
+        logger.info("feed_token.revoked user_id=%s scope=%s", user.pk, scope)
+    return bool(deleted)

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from core import views
+from core import metrics, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -11,10 +11,7 @@ urlpatterns = [
     path("failures/<str:source>/<str:key>/discard", views.failure_discard, name="failure-discard"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

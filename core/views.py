@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_POST
 from core.dashboard import panels
 from core.exceptions import ApplicationError
 from core.http import AuthenticatedHttpRequest, HtmxHttpRequest, done, render_page
-from core.roles import SUPPORT, require, user_roles
+from core.roles import ADMINS, SUPPORT, require, user_roles
 from core.selectors import scheduler_status
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,46 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard")
 
 
+class LoginView(auth_views.LoginView):
+    """Log in; without an explicit destination people land where their role starts (Support
+    on the changelog). In demo mode the page names the demo users."""
+
+    redirect_authenticated_user = True
+
+    def get_redirect_url(self) -> str:
+        url = super().get_redirect_url()
+        return "" if url == "/" else url  # "/" is where an anonymous visit started, not a choice
+
+    def get_default_redirect_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("home")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        from django.conf import settings
+        from django.contrib.auth import get_user_model
+
+        from core.demo import DEMO_PASSWORD, DEMO_USERS
+
+        context = super().get_context_data(**kwargs)
+        if getattr(settings, "DEMO_MODE", False):
+            names = [u[0] for u in DEMO_USERS]
+            present = set(
+                get_user_model()
+                .objects.filter(username__in=names)
+                .values_list("username", flat=True)
+            )
+            context["demo_users"] = [(u[0], u[2]) for u in DEMO_USERS if u[0] in present]
+            context["demo_password"] = DEMO_PASSWORD
+        return context
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith(("/api/", "/ofrep/", "/hooks/")):
+        return JsonResponse({"error": "not_found", "message": "Not found."}, status=404)
+    return render(request, "404.html", status=404)
+
+
 def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
@@ -80,15 +121,21 @@ def _check_broker() -> str | None:
     return None
 
 
+def _sees_readiness_details(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and ADMINS in user_roles(user))
+
+
 @never_cache
 def readyz(request: HttpRequest) -> HttpResponse:
+    """Ready or not for everyone (load balancers); which check failed and why for admins
+    only: error text names hosts, ports and database names."""
     checks = {"database": _check_database(), "broker": _check_broker()}
     failed = {name: error for name, error in checks.items() if error}
-    body = {
-        "status": "ready" if not failed else "not ready",
-        "checks": {name: ("ok" if not error else "failed") for name, error in checks.items()},
-        "errors": failed,
-    }
+    body: dict[str, Any] = {"status": "ready" if not failed else "not ready"}
+    if _sees_readiness_details(request):
+        body["checks"] = {name: ("ok" if not error else "failed") for name, error in checks.items()}
+        body["errors"] = failed
     if failed:
         logger.warning("readyz.failed checks=%s", ",".join(failed))
     return JsonResponse(body, status=503 if failed else 200)

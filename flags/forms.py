@@ -16,6 +16,7 @@ from django import forms
 from django.core.validators import RegexValidator
 
 from flags import engine
+from flags.engine import rule_value_problem
 from flags.models import Environment, Flag, SdkKey, flag_key_validator
 from flags.services import OPERATORS, RESERVED_FLAG_KEYS, SINGLE_VALUE_OPERATORS, TOTAL_WEIGHT
 
@@ -184,6 +185,13 @@ class ConstraintForm(forms.Form):
             self.add_error("values", "Give at least one value.")
         elif operator in SINGLE_VALUE_OPERATORS and len(values) > 1:
             self.add_error("values", f"{operator} compares with one value.")
+        else:
+            ignore_case = bool(data.get("case_insensitive"))
+            for value in values:
+                problem = rule_value_problem(operator, value, ignore_case)
+                if problem:
+                    self.add_error("values", problem[:1].upper() + problem[1:] + ".")
+                    break
         data["value_list"] = values
         return data
 

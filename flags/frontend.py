@@ -5,7 +5,7 @@ iOS and Android SDKs built on it).
     POST /api/frontend                   the same, context in the body: {"context": {...}}
     GET  /api/frontend/features/<name>   one toggle (404 when it is off or unknown)
     POST /api/frontend/features/<name>
-    POST /api/frontend/client/metrics    accepted (202) and discarded
+    POST /api/frontend/client/metrics    counts stored like the client API's (202)
     POST /api/frontend/client/register   accepted (200) and discarded
 
 Answers Unleash's format, listing only the flags that are on for the context:
@@ -39,7 +39,8 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, QueryDict
 
-from flags import engine, sdk_auth, snapshot
+from core.json_limits import loads_bounded
+from flags import engine, sdk_auth, snapshot, usage
 from flags.engine.context import TOP_LEVEL_FIELDS
 from flags.ofrep import (
     MACHINE_HEADERS,
@@ -84,7 +85,7 @@ def context_from_body(request: HttpRequest) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)  # UTF-8 only, nesting depth limited
     except (ValueError, RecursionError) as exc:
         raise _BadRequest(f"The body is not valid JSON ({exc}).") from exc
     if not isinstance(data, dict):
@@ -195,7 +196,9 @@ def _accepted(status: int) -> HttpResponse:
 
 @machine_view("POST")
 def frontend_metrics(request: HttpRequest, key_info: sdk_auth.KeyInfo) -> HttpResponse:
-    return _accepted(202)
+    from flags.unleash import usage_response  # the same storage as the client API's
+
+    return usage_response(request, key_info, usage.client_metrics_store, source="frontend")
 
 
 @machine_view("POST")

@@ -54,7 +54,8 @@ class SdkKey(BaseModel):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="sdk_keys")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SERVER)
-    prefix = models.CharField(max_length=16, help_text="First characters, shown to identify it.")
+    # The key's public id (not secret): rc_<environment>_<public id>_<32 secret characters>.
+    prefix = models.CharField(max_length=16, help_text="Public id, shown to identify the key.")
     key_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -70,9 +71,15 @@ class SdkKey(BaseModel):
     def __str__(self) -> str:
         return f"{self.name} ({self.masked})"
 
+    PUBLIC_ID_LENGTH = 4
+
     @property
     def masked(self) -> str:
-        return f"{self.prefix}…"
+        """`rc_production_k7Qx_…`: the environment and the public id, no secret character.
+        Keys made before public ids existed show the environment only."""
+        if not self.prefix or self.prefix.startswith("rc_"):
+            return f"rc_{self.environment.key}_…"
+        return f"rc_{self.environment.key}_{self.prefix}_…"
 
     @property
     def is_active(self) -> bool:
@@ -165,3 +172,65 @@ class Segment(BaseModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --------------------------------------------------------------------------------------------
+# Usage reported by SDKs: Unleash client metrics and registrations, OFREP evaluations counted
+# in process and flushed in aggregate (never a write per evaluation).
+
+
+class ClientApplication(BaseModel):
+    """An SDK instance that registered or sent metrics (Unleash `register` / `metrics`)."""
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="client_applications"
+    )
+    app_name = models.CharField(max_length=200)
+    instance_id = models.CharField(max_length=200, blank=True)
+    sdk_version = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=16, default="unleash")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ("app_name", "instance_id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "app_name", "instance_id"], name="one_client_instance"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.app_name} ({self.instance_id})"
+
+
+class FlagUsage(models.Model):
+    """Evaluations of one flag in one environment by one app instance in one minute."""
+
+    class Source(models.TextChoices):
+        UNLEASH = "unleash", "Unleash SDK"
+        FRONTEND = "frontend", "Frontend SDK"
+        OFREP = "ofrep", "OFREP"
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    flag_key = models.CharField(max_length=200, db_index=True)
+    app_name = models.CharField(max_length=200, blank=True)
+    instance_id = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    bucket = models.DateTimeField(help_text="Start of the minute the counts are for.")
+    yes = models.PositiveBigIntegerField(default=0)
+    no = models.PositiveBigIntegerField(default=0)
+    variants = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("bucket", "id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "flag_key", "app_name", "instance_id", "source", "bucket"],
+                name="one_usage_row_per_minute",
+            )
+        ]
+        indexes = [models.Index(fields=["flag_key", "bucket"], name="usage_flag_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.flag_key} {self.bucket:%Y-%m-%d %H:%M} {self.yes}/{self.no}"

@@ -57,7 +57,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from flags import engine, sdk_auth, snapshot
+from core.json_limits import loads_bounded
+from flags import engine, sdk_auth, snapshot, usage
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def parse_context(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     if not body.strip():
         return {}, {}
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)  # UTF-8 only, nesting depth limited
     except (ValueError, RecursionError) as exc:
         raise _BadRequest("PARSE_ERROR", f"The body is not valid JSON ({exc}).") from exc
     if not isinstance(data, dict):
@@ -305,6 +306,7 @@ def single_answer(
             "errorDetails": f"There is no flag {key!r} in the environment {environment_key!r}.",
         }
     result = evaluate_one(compiled, key, ctx)
+    usage.ofrep_count(compiled.environment_id, key, result)  # aggregated, flushed every few s
     return (400 if "errorCode" in result else 200), result
 
 

@@ -1,7 +1,7 @@
 """SDK-key authentication for the machine APIs (OFREP and the Unleash client API).
 
 A key is sent as `Authorization: Bearer <key>`, `Authorization: <key>` (what Unleash SDKs
-send) or `X-API-Key: <key>`. Keys look like `rc_<environment-key>_<random>` and are stored as
+send) or `X-API-Key: <key>`. Keys look like `rc_<environment-key>_<public id>_<secret>`, stored as
 SHA-256 hashes. A request may name the environment it expects in `X-Rollcall-Environment`;
 a key of another environment is then refused.
 
@@ -99,6 +99,9 @@ def authenticate(request: HttpRequest) -> KeyInfo:
             403,
             f"This SDK key belongs to the environment {info.environment_key!r}, not {wanted!r}.",
         )
+    from flags import sdk_usage  # last_used_at, batched (never a write per request)
+
+    sdk_usage.record_use(info.sdk_key_id)
     return info
 
 

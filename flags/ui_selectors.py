@@ -126,6 +126,59 @@ class Change:
     new: str = ""
     # For JSON fields (rules, variants): compact lines "path: old → new".
     lines: list[str] = dataclasses.field(default_factory=list)
+    # For rules: the change in words ("Rule 1: 10% of users → 25% of users").
+    words: list[str] = dataclasses.field(default_factory=list)
+
+
+def rule_words(rule: Any) -> str:
+    """One rule in a few words: "25% of users (by userId), if country in [DE, AT]"."""
+    if not isinstance(rule, dict):
+        return str(rule)
+    name = rule.get("name", "flexibleRollout")
+    params = rule.get("parameters") or {}
+    if name == "flexibleRollout":
+        stickiness = params.get("stickiness") or "default"
+        text = f"{params.get('rollout', '100')}% of users" + (
+            f" (by {stickiness})" if stickiness != "default" else ""
+        )
+    elif name == "default":
+        text = "everyone"
+    else:
+        text = f"imported strategy {name}"
+    conditions = []
+    for c in rule.get("constraints") or []:
+        values = c.get("values")
+        shown = ", ".join(str(v) for v in values) if values is not None else str(c.get("value", ""))
+        negated = "not " if c.get("inverted") else ""
+        conditions.append(f"{c.get('contextName', '?')} {negated}{c.get('operator', '?')} {shown}")
+    if rule.get("segments"):
+        conditions.append(
+            f"in segment{'s' if len(rule['segments']) > 1 else ''} "
+            + ", ".join(f"#{s}" for s in rule["segments"])
+        )
+    if conditions:
+        text += ", if " + " and ".join(conditions)
+    if rule.get("disabled"):
+        text += " (disabled)"
+    return text
+
+
+def rules_words(old: Any, new: Any) -> list[str]:
+    """Rule changes in words, one line per rule added, removed or changed."""
+    old = old if isinstance(old, list) else []
+    new = new if isinstance(new, list) else []
+    lines = []
+    for i in range(max(len(old), len(new))):
+        if i >= len(old):
+            lines.append(f"Rule {i + 1} added: {rule_words(new[i])}")
+        elif i >= len(new):
+            lines.append(f"Rule {i + 1} removed: {rule_words(old[i])}")
+        elif old[i] != new[i]:
+            before, after = rule_words(old[i]), rule_words(new[i])
+            lines.append(
+                f"Rule {i + 1}: {before} → {after}" if before != after else f"Rule {i + 1} changed"
+            )
+    return lines
 
 
 @dataclass
@@ -223,7 +276,8 @@ def _changes(old: Any, new: Any, fields: Iterable[tuple[str, str]]) -> list[Chan
         if name in JSON_FIELDS:
             lines = json_diff(before or [], after or [])
             if lines:
-                changes.append(Change(label, lines=lines))
+                words = rules_words(before, after) if name == "rules" else []
+                changes.append(Change(label, lines=lines, words=words))
         elif name == "tags":
             old_tags = "" if old is None else _display(before or [])
             changes.append(Change(label, old_tags, _display(after or [])))

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from flags import usage_views
 from flags.views import flag_list, flag_page, rules, segments, settings
 
 app_name = "flags"
@@ -10,6 +11,7 @@ urlpatterns = [
     path("segments/new/", segments.segment_create, name="segment_create"),
     path("segments/<int:pk>/", segments.segment_detail, name="segment"),
     path("segments/<int:pk>/delete/", segments.segment_delete, name="segment_delete"),
+    path("stale/", usage_views.stale_flags, name="stale"),
     path("settings/", settings.settings_page, name="settings"),
     path("settings/environments/", settings.environment_create, name="environment_create"),
     path(

@@ -1,4 +1,4 @@
-"""Admin: releases are edited here; rollouts are read here and changed only through services."""
+"""Admin: releases and rollouts are read here and changed only through the pages and services."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
+from core.admin import ReadOnlyAdminMixin
 from core.exceptions import ApplicationError
 from rollouts import services
 from rollouts.models import (
@@ -26,7 +27,7 @@ ADMIN = RolloutEvent.Source.UI
 
 
 @admin.register(Release)
-class ReleaseAdmin(SimpleHistoryAdmin):
+class ReleaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "version", "label", "is_public", "owner", "created_at")
     list_filter = ("label", "is_public")
     search_fields = ("name", "version", "summary")
@@ -61,7 +62,7 @@ def _run(
         modeladmin.message_user(request, f"{name}: {done} rollout(s).", messages.SUCCESS)
 
 
-@admin.action(description="Pause selected rollouts", permissions=["change"])
+@admin.action(description="Pause selected rollouts", permissions=["manage"])
 def pause(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     _run(
         modeladmin, request, queryset, "Paused",
@@ -71,7 +72,7 @@ def pause(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
     )  # fmt: skip
 
 
-@admin.action(description="Resume selected rollouts", permissions=["change"])
+@admin.action(description="Resume selected rollouts", permissions=["manage"])
 def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     _run(
         modeladmin, request, queryset, "Resumed",
@@ -79,7 +80,7 @@ def resume(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySe
     )  # fmt: skip
 
 
-@admin.action(description="Roll back selected rollouts", permissions=["change"])
+@admin.action(description="Roll back selected rollouts", permissions=["manage"])
 def rollback(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     _run(
         modeladmin, request, queryset, "Rolled back",
@@ -90,7 +91,7 @@ def rollback(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Query
 
 
 @admin.register(Rollout)
-class RolloutAdmin(SimpleHistoryAdmin):
+class RolloutAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = (
         "key", "release", "environment", "strategy", "state", "current_phase_index",
         "next_due_at",
@@ -103,13 +104,11 @@ class RolloutAdmin(SimpleHistoryAdmin):
     readonly_fields = (
         "key", "release", "environment", "strategy", "flag", "state", "current_phase_index",
         "phase_started_at", "next_due_at", "captured_state", "started_at", "finished_at",
-        "paused_at", "paused_for", "version", "alert_secret", "alert_matchers",
+        "paused_at", "paused_for", "version", "alert_matchers",
         "alert_auto_resume", "rollback_mode", "held_from",
     )  # fmt: skip
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # Rollouts are created through the UI or API (services validate the plan).
-        return False
+    # The alert hook secret is never shown after creation (it authenticates Alertmanager).
+    exclude = ("alert_secret",)
 
 
 @admin.register(RolloutEvent)

@@ -4,7 +4,8 @@ Runs after `flags.demo` (environments development/staging/production, segment "B
 testers", flag `new-checkout`). Everything goes through the services, with `now` moved into
 the past where a rollout needs a history:
 - a canary of "Checkout v2" running in staging, mid-way, its next phases minutes apart so a
-  demo user sees the scheduler advance it;
+  demo user sees the scheduler advance it, then a week at 25% (a finished demo canary is
+  replaced by a fresh one on the next load, so there is always one in progress);
 - a feature-flag rollout of the one-page checkout scheduled in production for tomorrow 09:00
   (Europe/Amsterdam) on the "Beta testers -> 5 -> 25 -> 50 -> 100" template;
 - a rolling deploy of a search fix, completed last week.
@@ -39,10 +40,20 @@ def _phase(name: str, pct: int | None, soak: timedelta | None = None, **kw: Any)
     return {"name": name, "percentage": pct, "soak": soak, **kw}
 
 
+# The canary's last phase soaks a week, so a visitor days later still sees it mid-flight.
+CANARY_LAST_SOAK = timedelta(days=7)
+
+
 def _running_canary(actor: Any, staging: Environment, now: datetime, stdout: Any) -> None:
     key = "checkout-v2-staging-canary"
-    if Rollout.objects.filter(key=key).exists():
+    existing = list(Rollout.objects.filter(key__startswith=key).order_by("-created_at"))
+    if existing and not existing[0].is_final:
         return
+    flag = existing[0].flag if existing else None
+    if existing:
+        # The last demo canary finished (or was stopped): start a fresh one, so the demo
+        # always has a rollout in progress.
+        key = f"{key}-{len(existing) + 1}"
     release = _release(
         actor,
         name="Checkout v2",
@@ -62,12 +73,13 @@ def _running_canary(actor: Any, staging: Environment, now: datetime, stdout: Any
         key=key,
         actor=actor,
         source=UI,
+        flag=flag,
         timezone="Europe/Amsterdam",
         phases=[
             _phase("Canary 1%", 1),
             _phase("Canary 5%", 5, 3 * MIN),
             _phase("Canary 25%", 25, 3 * MIN),
-            _phase("Everyone", 100, 3 * MIN),
+            _phase("Everyone", 100, CANARY_LAST_SOAK),
         ],
         now=now - 10 * MIN,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -20,8 +20,10 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from core.exceptions import ApplicationError
 from flags.models import FLAG_KEY_PATTERN, Environment, Flag
 from rollouts.models import FreezeWindow, Phase, Release, Rollout
+from rollouts.plan_text import phases_from_text
 from rollouts.strategies import STRATEGIES, TEMPLATES
 
 MAX_PHASES = 50
@@ -190,6 +192,12 @@ class RolloutCreateForm(forms.Form):
         label="Plan template",
         help_text="Fills the plan; you can change every phase afterwards.",
     )
+    phases_text = forms.CharField(
+        max_length=300,
+        required=False,
+        label="Phases (instead of a template)",
+        help_text="Percentages and the soak between them, e.g. “5,25,50,75,100 every 24h”.",
+    )
     key = forms.SlugField(
         max_length=100,
         required=False,
@@ -202,6 +210,11 @@ class RolloutCreateForm(forms.Form):
         data = self.cleaned_data
         if data.get("flag_choice") == "existing" and not data.get("flag"):
             self.add_error("flag", "Choose the flag this rollout drives.")
+        if data.get("phases_text"):
+            try:
+                data["phases"] = phases_from_text(data["phases_text"])
+            except ApplicationError as exc:
+                self.add_error("phases_text", exc.message)
         template = data.get("template")
         strategy = data.get("strategy")
         if template and strategy:
@@ -551,6 +564,10 @@ class PolicyForm(forms.Form):
     )
 
 
+CALENDAR_FIRST_DATE = date(1900, 1, 1)
+CALENDAR_LAST_DATE = date(2999, 12, 31)
+
+
 class CalendarQuery:
     """The calendar's view, date, environment and display time zone, from the query string."""
 
@@ -569,6 +586,14 @@ class CalendarQuery:
         except ValueError:
             self.date = today
         self.today = today
+        # Set when the date is outside what the calendar shows (the view answers 400).
+        self.error = ""
+        if not CALENDAR_FIRST_DATE <= self.date <= CALENDAR_LAST_DATE:
+            self.error = (
+                f"The calendar shows dates from {CALENDAR_FIRST_DATE.isoformat()} to "
+                f"{CALENDAR_LAST_DATE.isoformat()}; {self.date.isoformat()} is outside that range."
+            )
+            self.date = today
 
 
 @lru_cache(maxsize=1)

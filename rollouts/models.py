@@ -366,6 +366,7 @@ class Hold(BaseModel):
         ALERT = "alert", "Alert firing"
         FREEZE = "freeze", "Freeze window"
         DECLINED = "declined", "Approval declined"
+        CHECK = "check", "Metric check failed or inconclusive"
         FAILING = "failing", "Scheduled step keeps failing"
         FLAG_EDITED = "flag_edited", "Flag edited by hand"
 
@@ -529,3 +530,92 @@ class AdvanceFailure(BaseModel):
 
     def __str__(self) -> str:
         return f"rollout {self.rollout_id}: {self.attempts} failed attempts"
+
+
+# --------------------------------------------------------------------------------------------
+# Guarded phases: metric checks against Prometheus, evaluated by the scheduler during a soak
+
+
+class PrometheusSource(BaseModel):
+    """Where an environment's metrics are: the Prometheus server its phase checks ask."""
+
+    environment = models.OneToOneField(
+        "flags.Environment", on_delete=models.CASCADE, related_name="prometheus_source"
+    )
+    url = models.URLField(max_length=500, help_text="e.g. http://prometheus:9090")
+    bearer_token = models.CharField(
+        max_length=500, blank=True, help_text="Sent as `Authorization: Bearer` when set."
+    )
+
+    def __str__(self) -> str:
+        return f"Prometheus of {self.environment_id}"
+
+
+class PhaseCheck(BaseModel):
+    """A PromQL query whose value must compare to a threshold while the phase soaks.
+
+    The query may use {flag}, {environment} and {phase} (the phase's 1-based number). The
+    phase advances only once every check passed in this soak; `failures_to_trip` consecutive
+    failing (or inconclusive) evaluations hold the rollout, or roll it back by its policy.
+    """
+
+    class Comparison(models.TextChoices):
+        LT = "<", "less than"
+        LTE = "<=", "at most"
+        GT = ">", "greater than"
+        GTE = ">=", "at least"
+
+    class Status(models.TextChoices):
+        PASS = "pass", "Pass"
+        FAIL = "fail", "Fail"
+        INCONCLUSIVE = "inconclusive", "Inconclusive"
+
+    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="checks")
+    name = models.CharField(max_length=100)
+    query = models.TextField(help_text="PromQL; {flag}, {environment}, {phase} are filled in.")
+    comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.LT)
+    threshold = models.FloatField()
+    failures_to_trip = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    # The latest evaluation (the scheduler's gate reads these: one indexed query).
+    last_status = models.CharField(max_length=16, choices=Status.choices, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ("phase", "id")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(failures_to_trip__gte=1, failures_to_trip__lte=20),
+                name="check_failures_to_trip_1_20",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.query} {self.comparison} {self.threshold:g}"
+
+
+class CheckResult(models.Model):
+    """One evaluation of a check (kept for the rollout page's chart and the audit trail)."""
+
+    check_ref = models.ForeignKey(
+        PhaseCheck, on_delete=models.CASCADE, related_name="results", db_column="check_id"
+    )
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="check_results")
+    phase_index = models.IntegerField()
+    at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=PhaseCheck.Status.choices)
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField()
+    comparison = models.CharField(max_length=2)
+    query = models.TextField(help_text="The query as sent, placeholders filled in.")
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ("at", "id")
+        indexes = [models.Index(fields=["rollout", "at"], name="checkresult_rollout_at")]
+
+    def __str__(self) -> str:
+        return f"{self.check_ref_id} {self.status} at {self.at.isoformat()}"

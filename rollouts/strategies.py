@@ -121,6 +121,17 @@ FEATURE_FLAG = StrategySpec(
                 _phase("Everyone", 100, soak=DAY),
             ],
         ),
+        Template(
+            key="percent-1-10-50-100-hours",
+            name="1 -> 10 -> 50 -> 100, hours apart",
+            description="A quick percentage rollout: a small share, then more every 2 hours.",
+            phases=[
+                _phase("1% of users", 1),
+                _phase("10% of users", 10, soak=2 * HOUR),
+                _phase("50% of users", 50, soak=2 * HOUR),
+                _phase("Everyone", 100, soak=2 * HOUR),
+            ],
+        ),
     ],
 )
 
@@ -149,7 +160,29 @@ CANARY = StrategySpec(
                 _phase("Canary 25%", 25, soak=HOUR),
                 _phase("Everyone", 100, soak=2 * HOUR),
             ],
-        )
+        ),
+        Template(
+            key="canary-1-5-25-50-100",
+            name="Canary 1 -> 5 -> 25 -> 50 -> 100, a day apart",
+            description="Five phases, each a day after the one before (time to brief support).",
+            phases=[
+                _phase("Canary 1%", 1),
+                _phase("Canary 5%", 5, soak=DAY),
+                _phase("Canary 25%", 25, soak=DAY),
+                _phase("Canary 50%", 50, soak=DAY),
+                _phase("Everyone", 100, soak=DAY),
+            ],
+        ),
+        Template(
+            key="canary-10-50-100-manual",
+            name="Canary 10 -> 50 -> 100, a person continues",
+            description="10% after a check, then a person moves it on at each step.",
+            phases=[
+                _phase("Canary 10%", 10),
+                _phase("Canary 50%", 50, soak=HOUR, gate="manual"),
+                _phase("Everyone", 100, soak=HOUR, gate="manual"),
+            ],
+        ),
     ],
 )
 
@@ -177,7 +210,16 @@ BLUE_GREEN = StrategySpec(
                 _phase("Preview green for beta testers", 0, segment_name=BETA),
                 _phase("Switch to green", 100, soak=HOUR, gate="manual"),
             ],
-        )
+        ),
+        Template(
+            key="blue-green-timed",
+            name="Blue/green switch after a soak",
+            description="Beta testers preview green for a day, then everyone switches.",
+            phases=[
+                _phase("Preview green for beta testers", 0, segment_name=BETA),
+                _phase("Switch to green", 100, soak=DAY),
+            ],
+        ),
     ],
 )
 
@@ -206,7 +248,16 @@ ROLLING = StrategySpec(
                 _phase("Batch 3 (75% of hosts)", 75, soak=timedelta(minutes=15)),
                 _phase("Batch 4 (all hosts)", 100, soak=timedelta(minutes=15)),
             ],
-        )
+        ),
+        Template(
+            key="rolling-2-batches",
+            name="Rolling in 2 batches",
+            description="Half the hosts, then the other half after an hour.",
+            phases=[
+                _phase("Batch 1 (50% of hosts)", 50),
+                _phase("Batch 2 (all hosts)", 100, soak=HOUR),
+            ],
+        ),
     ],
 )
 
@@ -233,7 +284,17 @@ SHADOW = StrategySpec(
                 _phase("Mirror 50%", 50, soak=HOUR),
                 _phase("Mirror all requests", 100, soak=HOUR),
             ],
-        )
+        ),
+        Template(
+            key="shadow-1-10-100-days",
+            name="Shadow 1 -> 10 -> 100, a day apart",
+            description="Mirror a few requests first, more each day.",
+            phases=[
+                _phase("Mirror 1%", 1),
+                _phase("Mirror 10%", 10, soak=DAY),
+                _phase("Mirror all requests", 100, soak=DAY),
+            ],
+        ),
     ],
 )
 

@@ -19,6 +19,7 @@ from django.core.cache import cache
 
 from core.services import heartbeat_record
 from rollouts.services import rollouts_advance_steps, rollouts_due
+from rollouts.services.checks import checks_evaluate
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def _queued_key(rollout_id: int, expected_phase_index: int) -> str:
 def sweep(limit: int | None = None) -> int:
     """Enqueue the due steps in batches (after commit); returns how many steps were enqueued."""
     heartbeat_record(name=SWEEP_HEARTBEAT)
+    checks_evaluate()  # guarded phases: evaluate their metric checks before the due query
     steps = rollouts_due(limit=limit)
     if not steps:
         return 0

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rollouts.views import calendar, plans, policies, releases, rollouts, safety, windows
+from rollouts.views import calendar, checks, plans, policies, releases, rollouts, safety, windows
 
 app_name = "rollouts"
 urlpatterns = [
@@ -12,6 +12,7 @@ urlpatterns = [
     path("releases/<int:pk>/edit/", releases.release_edit, name="release_edit"),
     # Rollout safety: these fixed paths come before "<key>/" (the keys are reserved).
     path("calendar/", calendar.calendar, name="calendar"),
+    path("calendar/feed-token", calendar.calendar_feed_token, name="calendar_feed_token"),
     path("calendar/<str:token>.ics", calendar.calendar_feed, name="calendar_feed"),
     path("approvals/", safety.approvals, name="approvals"),
     path(
@@ -31,4 +32,10 @@ urlpatterns = [
     path("<slug:key>/approval/request/", safety.approval_request, name="approval_request"),
     path("<slug:key>/checklist/<int:item_id>/", safety.checklist_tick, name="checklist_tick"),
     path("<slug:key>/alerts/", safety.alert_settings, name="alert_settings"),
+    # Guarded phases: metric checks
+    path("<slug:key>/checks/", checks.rollout_checks, name="checks"),
+    path("<slug:key>/checks/add/", checks.check_add, name="check_add"),
+    path("<slug:key>/checks/test/", checks.check_test, name="check_test"),
+    path("<slug:key>/checks/prometheus/", checks.prometheus_source_set, name="prometheus_set"),
+    path("<slug:key>/checks/<int:check_id>/delete/", checks.check_delete, name="check_delete"),
 ]

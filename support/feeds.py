@@ -17,7 +17,8 @@ from django.utils.feedgenerator import Atom1Feed
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from comms.models import FeedToken
+from core.models import FeedToken
+from core.selectors import feed_token_user
 from rollouts.models import Release
 from support import selectors
 from support.selectors import PublicRelease, ReleaseView
@@ -42,11 +43,8 @@ class ChangelogFeed(Feed):
     description_template = None
 
     def get_object(self, request: HttpRequest, token: str) -> dict[str, Any]:
-        feed_token = (
-            FeedToken.objects.select_related("user").filter(token=token).first() if token else None
-        )
-        user = feed_token.user if feed_token else None
-        if user is None or not user.is_active or not user.has_perm(CHANGELOG_PERM):
+        user = feed_token_user(token=token, scope=FeedToken.Scope.CHANGELOG)
+        if user is None or not user.has_perm(CHANGELOG_PERM):
             # Same answer for an unknown token and a user without the role: no hints.
             raise Http404("No such feed.")
         label = request.GET.get("label", "")

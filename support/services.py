@@ -4,6 +4,10 @@ The checker asks each URL with HEAD (cheap), falls back to GET when the server r
 (405/501) or HEAD fails, follows at most five redirects, gives up after a short timeout and
 runs a bounded number of checks at once. A result is stored only while the link still has the
 URL that was checked, so an edit made during a check is never overwritten by a stale answer.
+
+Every request goes through `core.outbound`: addresses that resolve to loopback, private,
+link-local or reserved networks are refused on save and never fetched (each redirect hop is
+checked again), and stored errors are short reasons, never the remote reply or the URL.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from comms.models import DocLink, FeedToken, http_url_validator
+from comms.models import DocLink, http_url_validator
+from core import outbound
 from core.exceptions import ApplicationError
 from core.queue import enqueue_on_commit
 
@@ -60,6 +65,12 @@ def _clean_url(url: str) -> str:
             "(e.g. https://docs.example.com/guide).",
             field="url",
         ) from exc
+    try:
+        outbound.check_destination(url)
+    except outbound.OutboundRefused as exc:
+        raise ApplicationError(exc.message, field="url") from exc
+    except outbound.OutboundError:
+        pass  # a name that does not resolve today: the checker will report it as broken
     return url
 
 
@@ -174,42 +185,44 @@ class LinkCheckResult:
 
 def _ask(session: requests.Session, method: str, url: str, timeout: float) -> requests.Response:
     # stream=True: a GET fallback must not download a whole video to learn it exists.
-    response = session.request(method, url, timeout=timeout, allow_redirects=True, stream=True)
+    response = outbound.request(
+        method, url, session=session, max_redirects=MAX_REDIRECTS, timeout=timeout, stream=True
+    )
     response.close()
     return response
 
 
 def _describe(exc: Exception, timeout: float) -> str:
-    if isinstance(exc, requests.TooManyRedirects):
-        return f"More than {MAX_REDIRECTS} redirects (a redirect loop?)."
-    if isinstance(exc, requests.Timeout):
-        return f"No answer within {timeout:g} seconds."
-    if isinstance(exc, requests.ConnectionError):
-        return f"Could not connect: {exc}"[:500]
-    if isinstance(exc, requests.RequestException):
-        return f"{type(exc).__name__}: {exc}"[:500]
-    return f"{type(exc).__name__}: {exc}"[:500]
+    """A short reason a person can act on: never the URL (it may carry a token) or a body."""
+    if isinstance(exc, outbound.OutboundRefused | outbound.OutboundError):
+        return exc.message[:500]
+    return f"The check failed ({type(exc).__name__})."
 
 
 def _result(response: requests.Response, method: str) -> LinkCheckResult:
     ok = response.status_code < 400
-    error = "" if ok else f"{method} answered HTTP {response.status_code} {response.reason or ''}"
+    reason = (response.reason or "")[:60] if isinstance(response.reason, str) else ""
+    error = "" if ok else f"{method} answered HTTP {response.status_code} {reason}"
     return LinkCheckResult(
         ok=ok, status_code=response.status_code, error=error.strip(), method=method
     )
 
 
 def check_url(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> LinkCheckResult:
-    """Ask one URL: HEAD, then GET when HEAD is refused (405/501) or fails. No database."""
-    with requests.Session() as session:
-        session.max_redirects = MAX_REDIRECTS
-        session.headers["User-Agent"] = USER_AGENT
+    """Ask one URL: HEAD, then GET when HEAD is refused (405/501) or fails. No database.
+
+    A refused address (internal network) is never contacted, not even with GET.
+    """
+    with outbound.new_session(USER_AGENT) as session:
         head_error: str | None = None
         try:
             head = _ask(session, "HEAD", url, timeout)
-        except requests.TooManyRedirects as exc:
-            # GET would follow the same loop.
+        except outbound.OutboundRefused as exc:
             return LinkCheckResult(False, None, _describe(exc, timeout), "HEAD")
+        except outbound.OutboundError as exc:
+            if not exc.transient:  # a redirect loop: GET would follow the same loop
+                return LinkCheckResult(False, None, _describe(exc, timeout), "HEAD")
+            head_error = _describe(exc, timeout)
         except Exception as exc:  # noqa: BLE001 - any failure is a result, never a crash
             head_error = _describe(exc, timeout)
         else:
@@ -309,26 +322,3 @@ def doclinks_check(
                 broken += 1
     logger.info("doclinks.checked checked=%d ok=%d broken=%d", ok + broken, ok, broken)
     return CheckSummary(checked=ok + broken, ok=ok, broken=broken)
-
-
-# --------------------------------------------------------------------------------------------
-# Feed tokens
-
-
-def feed_token_get_or_create(*, user: AbstractBaseUser) -> FeedToken:
-    token, created = FeedToken.objects.get_or_create(user=user)
-    if created:
-        logger.info("feed_token.created user_id=%s", user.pk)
-    return token
-
-
-@transaction.atomic
-def feed_token_reset(*, user: AbstractBaseUser) -> FeedToken:
-    """A new secret for the user's feed URL; the old URL stops working at once."""
-    from comms.models import _new_token
-
-    token, _ = FeedToken.objects.select_for_update().get_or_create(user=user)
-    token.token = _new_token()
-    token.save(update_fields=["token", "updated_at"])
-    logger.info("feed_token.reset user_id=%s", user.pk)
-    return token

@@ -13,9 +13,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from comms.models import DocLink
+from core import services as core_services
 from core.exceptions import ApplicationError
 from core.http import AuthenticatedHttpRequest, HtmxHttpRequest, done, render_page
+from core.models import FeedToken
 from core.roles import require
+from core.selectors import feed_token_get
 from flags.models import Flag
 from rollouts.models import Release
 from support import selectors, services
@@ -27,7 +30,10 @@ DOCLINKS_CHANGED = "docLinksChanged"
 
 
 def _feed_url(request: AuthenticatedHttpRequest) -> str:
-    token = services.feed_token_get_or_create(user=request.user)
+    """The changelog feed address, or "" until the person creates one (POST)."""
+    token = feed_token_get(user=request.user, scope=FeedToken.Scope.CHANGELOG)
+    if token is None:
+        return ""
     return request.build_absolute_uri(reverse("support:changelog_feed", args=[token.token]))
 
 
@@ -252,10 +258,23 @@ def customer_lookup(request: AuthenticatedHttpRequest) -> HttpResponse:
 @require(CHANGELOG_PERM, "subscribe to the changelog")
 @require_POST
 def feed_token_reset(request: AuthenticatedHttpRequest) -> HttpResponse:
-    services.feed_token_reset(user=request.user)
+    """Create the changelog feed link, reset it (op=reset, the default) or revoke it."""
+    scope = FeedToken.Scope.CHANGELOG
+    op = request.POST.get("op", "reset")
+    if op == "revoke":
+        core_services.feed_token_revoke(user=request.user, scope=scope)
+        message = "Your feed address was revoked; it no longer works."
+    else:
+        had = feed_token_get(user=request.user, scope=scope) is not None
+        core_services.feed_token_create(user=request.user, scope=scope)
+        message = (
+            "Your feed address was replaced; the old one no longer works."
+            if had
+            else "Your personal feed address was created."
+        )
     return done(
         request,
-        message="Your feed address was replaced; the old one no longer works.",
+        message=message,
         redirect_to=reverse("support:changelog") + "#subscribe",
         events=["feedTokenChanged"],
     )

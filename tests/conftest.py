@@ -36,10 +36,11 @@ def clear_flag_caches() -> None:
     Database ids and config versions restart in every test, so a snapshot cached by one test
     must never be served to the next.
     """
-    from flags import sdk_auth, snapshot
+    from flags import sdk_auth, sdk_usage, snapshot
 
     snapshot.forget_seen()
     sdk_auth.clear_local()
+    sdk_usage.reset()
     client = getattr(getattr(cache, "_cache", None), "get_client", None)
     if client is None:
         cache.clear()  # local memory: per process

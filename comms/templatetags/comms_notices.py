@@ -17,6 +17,7 @@ STATES: dict[str, tuple[str, str]] = {
     "scheduled": ("", "◷"),
     "waiting": ("pill-warn", "‖"),
     "planned": ("", "○"),
+    "late": ("pill-warn", "⚠"),
     "conditional": ("", "?"),
     "pending": ("", "…"),
     "queued": ("", "…"),
@@ -30,6 +31,7 @@ STATES: dict[str, tuple[str, str]] = {
 LABELS = {
     "waiting": "Waiting",
     "planned": "Planned",
+    "late": "Too late",
     "conditional": "If it happens",
     "partially_failed": "Partially failed",
 }

@@ -13,11 +13,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.pagination import BoundedLimitOffsetPagination
 from flags import services, ui_selectors
 from flags.api import serializers as s
 from flags.models import Environment, Flag, FlagState, SdkKey, Segment
@@ -105,7 +105,7 @@ class FlagListCreateApi(APIView):
         flags = flags.prefetch_related(None).prefetch_related(
             Prefetch("states", queryset=FlagState.objects.select_related("environment"))
         )
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(flags, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 

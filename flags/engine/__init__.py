@@ -29,7 +29,7 @@ Public API (import it from here: ``from flags.engine import compile_snapshot``):
 Modules, in dependency order (each documents the semantics it owns):
 
 - ``context``: the context's shape, Unleash's stringification, OFREP context mapping.
-- ``rust_regex``: the Rust ``regex`` dialect translated to Python ``re``.
+- ``rust_regex``: the Rust ``regex`` dialect translated to RE2 (linear-time matching).
 - ``operators``: constraint operators and value parsing (numbers, dates, SemVer, IPs).
 - ``evaluate``: ``Evaluation`` and reasons, bucketing, variants, rules, dependencies and
   ``Snapshot`` -- the per-evaluation code.
@@ -52,6 +52,7 @@ from flags.engine.evaluate import (
     bucket,
     variant_bucket,
 )
+from flags.engine.operators import rule_value_problem
 from flags.engine.rust_regex import translate_rust_regex
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "bucket",
     "compile_snapshot",
     "context_from_ofrep",
+    "rule_value_problem",
     "translate_rust_regex",
     "variant_bucket",
 ]

@@ -306,3 +306,32 @@ _COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
     "LT": lambda a, b: a < b,
     "LTE": lambda a, b: a <= b,
 }
+
+
+def rule_value_problem(operator: Any, value: Any, case_insensitive: bool = False) -> str | None:
+    """Why a rule value can never be compared by ``operator``, or None when it can.
+
+    The checks are the engine's own parsers, so that a value accepted when a rule is saved is
+    a value the constraint compiles with. For ``IN_CIDR`` pass each entry in turn.
+    """
+    text = value if isinstance(value, str) else as_str(value)
+    if operator in ("NUM_EQ", "NUM_GT", "NUM_GTE", "NUM_LT", "NUM_LTE"):
+        number = parse_number(text.strip())
+        if number is None or not math.isfinite(number):
+            return f"{text!r} is not a number (write it like 42 or 3.5)"
+    elif operator in ("DATE_AFTER", "DATE_BEFORE"):
+        if _parse_date(text) is None:
+            return f"{text!r} is not a date and time (ISO 8601, like 2026-01-31T09:00:00Z)"
+    elif operator in ("SEMVER_EQ", "SEMVER_GT", "SEMVER_GTE", "SEMVER_LT", "SEMVER_LTE"):
+        if _semver_key(text) is None:
+            hint = f"; write {text[1:]!r}" if text[:1] in "vV" and _semver_key(text[1:]) else ""
+            return f"{text!r} is not a semantic version (like 1.2.3 or 2.0.0-beta.1){hint}"
+    elif operator == "IN_CIDR":
+        if not parse_networks([text]):
+            return f"{text!r} is not an IP address or network (like 10.0.0.0/8 or 2001:db8::/32)"
+    elif operator == "REGEX":
+        try:
+            translate_rust_regex(text, case_insensitive)
+        except ValueError as exc:
+            return f"{text!r} is not a regular expression Rollcall can run ({exc})"
+    return None

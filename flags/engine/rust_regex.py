@@ -1,19 +1,27 @@
-"""Rust ``regex`` dialect -> Python ``re``: what the ``REGEX`` constraint operator compiles.
+"""Rust ``regex`` dialect -> RE2: what the ``REGEX`` constraint operator compiles.
 
 The Unleash client specification assumes Rust's ``regex`` crate. ``translate_rust_regex``
-translates its syntax to an equivalent Python pattern: POSIX classes, inline flags anywhere,
-nested classes and ``&&``/``--``/``~~``; look-around, back-references and ``\\p{..}`` are
-rejected, as Rust does or we cannot emulate.
+translates its syntax to an equivalent RE2 pattern (``google-re2``, module ``re2``): POSIX
+classes, inline flags anywhere, nested classes and ``&&``/``--``/``~~`` (computed as explicit
+code-point ranges), Unicode ``\\d``/``\\w``/``\\s``. Look-around and back-references are
+rejected, as Rust does; ``\\p{..}``, ``\\b{start}``-style boundaries, ``\\<``/``\\>`` and
+multi-line anchors in CRLF mode (``(?Rm)``) are rejected because we do not emulate them.
 
-Regexes run on Python's backtracking ``re`` rather than Rust's linear-time engine: patterns
-come from release managers, not from callers, but a pathological pattern (``(a+)+$``) fed a
-long context value can be slow. Validate patterns when rules are saved.
+RE2, like Rust's engine, runs in time linear in the text: no pattern can make evaluation
+backtrack (``(a+)+$`` on ``"aaa…a!"`` answers at once), so rule authors cannot stall a worker.
+Known difference: ``\\b`` is ASCII-only in RE2 (Unicode in Rust), and ``(?i-u)`` folds case
+with Unicode rules.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
+from functools import lru_cache
 from typing import Any
+
+import re2
 
 
 class _RegexError(ValueError):
@@ -45,21 +53,107 @@ _ASCII_PERL = {
     "s": (r"\t\n\x0b\x0c\r ", False),
     "S": (r"\t\n\x0b\x0c\r ", True),
 }
+# Unicode Perl classes as RE2 class fragments (RE2's own \d, \w, \s are ASCII-only):
+# \d is Nd; \w is Alphabetic, marks, Nd, Pc and the joiners; \s is White_Space.
+_UNICODE_PERL = {
+    "d": r"\p{Nd}",
+    "w": r"\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc}\x{200c}\x{200d}\x{24b6}-\x{24e9}",
+    "s": r"\t\n\x0b\x0c\r \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}"
+    r"\x{205f}\x{3000}",
+}
 _SIMPLE_ESCAPES = {"a": "\x07", "f": "\x0c", "t": "\t", "n": "\n", "r": "\r", "v": "\x0b"}
 _HEX = frozenset("0123456789abcdefABCDEF")
 _FLAG_LETTERS = frozenset("imsUxRu")
 
 
 def _class_char(ch: str) -> str:
-    """A character as a safe item inside a Python character class."""
+    """A character as a literal RE2 item, inside a character class or outside."""
     if ch.isascii() and ch.isalnum():
         return ch
-    code = ord(ch)
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return f"\\x{{{ord(ch):x}}}"
+
+
+_MAX_CODE_POINT = 0x10FFFF
+_NEVER = r"[^\x{0}-\x{10ffff}]"
+_ANY = r"[\x{0}-\x{10ffff}]"
+_Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive code-point ranges
+
+
+@lru_cache(maxsize=1)
+def _every_character() -> str:
+    """Every code point but the surrogates (which no text can hold), in order."""
+    return "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+
+
+@lru_cache(maxsize=256)
+def _fragment_ranges(fragment: str, case_insensitive: bool) -> tuple[tuple[int, int], ...]:
+    """The code points of the RE2 class ``[fragment]``, found by scanning every character."""
+    options = re2.Options()
+    options.case_sensitive = not case_insensitive
+    options.log_errors = False
+    try:
+        runs = re2.compile("[" + fragment + "]+", options).finditer(_every_character())
+    except re2.error as exc:
+        raise _RegexError(_re2_message(exc)) from exc
+    ranges: _Ranges = []
+    for run in runs:
+        low, high = run.start(), run.end() - 1
+        # Indexes past the surrogate gap are 0x800 below their code point.
+        if low >= 0xD800:
+            ranges.append((low + 0x800, high + 0x800))
+        elif high >= 0xD800:
+            ranges += [(low, 0xD7FF), (0xE000, high + 0x800)]
+        else:
+            ranges.append((low, high))
+    return tuple(ranges)
+
+
+def _combine_ranges(left: _Ranges, right: _Ranges, keep: Any) -> _Ranges:
+    """The ranges of code points ``c`` with ``keep(c in left, c in right)``."""
+    points = sorted({0, _MAX_CODE_POINT + 1} | {p for lo, hi in left + right for p in (lo, hi + 1)})
+
+    def inside(ranges: _Ranges, point: int) -> bool:
+        at = bisect.bisect_right(ranges, (point, _MAX_CODE_POINT + 1)) - 1
+        return at >= 0 and ranges[at][0] <= point <= ranges[at][1]
+
+    out: _Ranges = []
+    for start, end in itertools.pairwise(points):
+        if keep(inside(left, start), inside(right, start)):
+            if out and out[-1][1] == start - 1:
+                out[-1] = (out[-1][0], end - 1)
+            else:
+                out.append((start, end - 1))
+    return out
+
+
+def _class_ranges(node: Any, case_insensitive: bool) -> _Ranges:
+    kind = node[0]
+    if kind == "atom":
+        return list(_fragment_ranges(node[1], case_insensitive))
+    if kind == "not":
+        return _combine_ranges(_class_ranges(node[1], case_insensitive), [], lambda a, _: not a)
+    if kind == "union":
+        out: _Ranges = []
+        for child in node[1]:
+            out = _combine_ranges(out, _class_ranges(child, case_insensitive), lambda a, b: a or b)
+        return out
+    left = _class_ranges(node[1], case_insensitive)
+    right = _class_ranges(node[2], case_insensitive)
+    keep = {
+        "and": lambda a, b: a and b,
+        "diff": lambda a, b: a and not b,
+        "xor": lambda a, b: a != b,
+    }[kind]
+    return _combine_ranges(left, right, keep)
+
+
+def _re2_message(exc: Exception) -> str:
+    detail = exc.args[0] if exc.args else exc
+    return detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
 
 
 # Character-class expression nodes: ("atom", fragment) | ("not", node) | ("union", [nodes])
-# | ("and"|"diff"|"xor", left, right). An atom is a positive Python class fragment.
+# | ("and"|"diff"|"xor", left, right). An atom is a positive RE2 class fragment.
 _ClassNode = tuple[Any, ...]
 
 
@@ -78,17 +172,26 @@ def _class_atoms(node: _ClassNode) -> list[str] | None:
     return None
 
 
-def _emit_class(node: _ClassNode) -> str:
-    """A Python regex matching exactly one character of the class expression ``node``."""
+def _emit_class(node: _ClassNode, case_insensitive: bool) -> str:
+    """An RE2 regex matching exactly one character of the class expression ``node``.
+
+    Set operations (and negations of them) have no RE2 syntax: their code points are computed
+    (with the case folding in effect) and written out as ranges.
+    """
     kind = node[0]
     frags = _class_atoms(node)
     if frags is not None:
-        return "[" + "".join(frags) + "]" if frags else "(?:(?!))"
+        return "[" + "".join(frags) + "]" if frags else _NEVER
     if kind == "not":
         inner = _class_atoms(node[1])
         if inner is not None:
-            return "[^" + "".join(inner) + "]" if inner else r"[\s\S]"
-        return r"(?:(?!" + _emit_class(node[1]) + r")[\s\S])"
+            return "[^" + "".join(inner) + "]" if inner else _ANY
+    if kind != "union":
+        ranges = _class_ranges(node, case_insensitive)
+        if not ranges:
+            return _NEVER
+        items = (rf"\x{{{lo:x}}}" + ("" if lo == hi else rf"-\x{{{hi:x}}}") for lo, hi in ranges)
+        return "[" + "".join(items) + "]"
     if kind == "union":
         atoms: list[str] = []
         others: list[str] = []
@@ -97,25 +200,21 @@ def _emit_class(node: _ClassNode) -> str:
             if sub is not None:
                 atoms.extend(sub)
             else:
-                others.append(_emit_class(child))
+                others.append(_emit_class(child, case_insensitive))
         if atoms:
             others.insert(0, "[" + "".join(atoms) + "]")
         return "(?:" + "|".join(others) + ")"
-    left, right = _emit_class(node[1]), _emit_class(node[2])
-    if kind == "and":
-        return f"(?:(?={left}){right})"
-    if kind == "diff":
-        return f"(?:(?!{right}){left})"
-    return f"(?:(?!{right}){left}|(?!{left}){right})"  # xor
+    raise AssertionError(kind)  # pragma: no cover - every kind is handled above
 
 
 class _RustRegex:
-    """A recursive-descent translator from Rust ``regex`` syntax to an equivalent ``re`` pattern.
+    """A recursive-descent translator from Rust ``regex`` syntax to an equivalent RE2 pattern.
 
-    Flags are tracked by the translator rather than handed to ``re`` so that inline flags may
+    Flags are tracked by the translator rather than handed to RE2 so that inline flags may
     appear anywhere (Rust scopes them to the rest of the enclosing group, across ``|``): ``i``
-    and ``-u`` wrap each affected atom in ``(?i:..)``/``(?a:..)``; ``m``, ``s``, ``R`` rewrite
-    ``^``, ``$`` and ``.``; ``x`` drops whitespace and comments; ``U`` swaps greediness.
+    wraps each affected atom in ``(?i:..)``/``(?-i:..)``; ``-u`` makes ``\\d``, ``\\w``, ``\\s``
+    ASCII; ``m``, ``s``, ``R`` rewrite ``^``, ``$`` and ``.``; ``x`` drops whitespace and
+    comments; ``U`` swaps greediness.
     """
 
     def __init__(self, pattern: str, case_insensitive: bool) -> None:
@@ -157,8 +256,6 @@ class _RustRegex:
                 on += "i"
             else:
                 off += "i"
-        if not flags["u"]:
-            on = "a" + on
         if not on and not off:
             return atom
         return f"(?{on}{'-' + off if off else ''}:{atom})"
@@ -201,13 +298,14 @@ class _RustRegex:
                 items.append((group, True))
             elif ch == "[":
                 self.i += 1
-                items.append((self._wrap(_emit_class(self._class(flags)), flags), True))
+                node = self._class(flags)
+                items.append((self._wrap(_emit_class(node, flags["i"]), flags), True))
             elif ch == "\\":
                 items.append(self._escape(flags))
             elif ch == ".":
                 self.i += 1
                 if flags["s"]:
-                    items.append((r"[\s\S]", True))
+                    items.append((_ANY, True))
                 else:
                     items.append((r"[^\r\n]" if flags["R"] else r"[^\n]", True))
             elif ch == "^":
@@ -215,20 +313,20 @@ class _RustRegex:
                 if not flags["m"]:
                     items.append((r"\A", False))
                 elif flags["R"]:
-                    items.append((r"(?:\A|(?<=\n)|(?<=\r)(?!\n))", True))
+                    raise _RegexError("multi-line ^ in CRLF mode (?R) is not supported")
                 else:
-                    items.append((r"(?:\A|(?<=\n))", True))
+                    items.append((r"(?m:^)", False))
             elif ch == "$":
                 self.i += 1
                 if not flags["m"]:
-                    items.append((r"\Z", False))
+                    items.append((r"\z", False))
                 elif flags["R"]:
-                    items.append((r"(?:\Z|(?=\r)|(?<!\r)(?=\n))", True))
+                    raise _RegexError("multi-line $ in CRLF mode (?R) is not supported")
                 else:
-                    items.append((r"(?=\n|\Z)", False))
+                    items.append((r"(?m:$)", False))
             else:
                 self.i += 1
-                items.append((self._wrap(re.escape(ch), flags), True))
+                items.append((self._wrap(_class_char(ch), flags), True))
             can_repeat = True
         branches.append("".join(text for text, _ in items))
         return "|".join(branches)
@@ -262,7 +360,7 @@ class _RustRegex:
             lazy = not lazy
         self._skip_trivia(flags)
         if self._peek() and self._peek() in "*+?{":
-            # Rust rejects stacked repetitions; Python would read them as possessive.
+            # Rust rejects stacked repetitions.
             raise _RegexError("nested repetition")
         return atom + quant + ("?" if lazy else "")
 
@@ -323,35 +421,24 @@ class _RustRegex:
             raise _RegexError("trailing backslash")
         self.i += 1
         if ch in "dDwWsS":
-            if flags["u"]:
-                return "\\" + ch, True
-            frag, negated = _ASCII_PERL[ch]
+            frag, negated = _perl_class(ch, flags)
             return ("[^" if negated else "[") + frag + "]", True
         if ch in "bB":
             if ch == "b" and self._peek() == "{":
                 close = self.p.find("}", self.i)
                 kind = self.p[self.i + 1 : close] if close > 0 else ""
-                boundary = {
-                    "start": r"\b(?=\w)",
-                    "end": r"\b(?<=\w)",
-                    "start-half": r"(?<!\w)",
-                    "end-half": r"(?!\w)",
-                }.get(kind)
-                if boundary is None:
+                if kind not in ("start", "end", "start-half", "end-half"):
                     raise _RegexError("invalid word boundary")
-                self.i = close + 1
-                return self._wrap(f"(?:{boundary})", flags, case=False), False
-            return self._wrap("\\" + ch, flags, case=False), False
-        if ch == "<":
-            return self._wrap(r"(?:\b(?=\w))", flags, case=False), False
-        if ch == ">":
-            return self._wrap(r"(?:\b(?<=\w))", flags, case=False), False
+                raise _RegexError(f"the word boundary \\b{{{kind}}} is not supported")
+            return "\\" + ch, False
+        if ch in "<>":
+            raise _RegexError(f"the word boundary \\{ch} is not supported")
         if ch == "A":
             return r"\A", False
         if ch == "z":
-            return r"\Z", False
+            return r"\z", False
         literal = self._literal_escape(ch)
-        return self._wrap(re.escape(literal), flags), True
+        return self._wrap(_class_char(literal), flags), True
 
     def _literal_escape(self, ch: str) -> str:
         """The character of an escape that denotes a literal (``self.i`` is past ``ch``)."""
@@ -472,21 +559,50 @@ class _RustRegex:
             raise _RegexError("trailing backslash")
         self.i += 1
         if esc in "dDwWsS":
-            if flags["u"]:
-                return ("atom", "\\" + esc)
-            frag, negated = _ASCII_PERL[esc]
+            frag, negated = _perl_class(esc, flags)
             return ("not", ("atom", frag)) if negated else ("atom", frag)
         return self._literal_escape(esc)
 
 
-def translate_rust_regex(pattern: str, case_insensitive: bool = False) -> re.Pattern[str]:
-    """Compile a pattern written in Rust's ``regex`` dialect into an equivalent Python pattern.
+def _perl_class(letter: str, flags: dict[str, bool]) -> tuple[str, bool]:
+    """``\\d``, ``\\w``, ``\\s`` and their negations: (class fragment, negated)."""
+    if not flags["u"]:
+        return _ASCII_PERL[letter]
+    return _UNICODE_PERL[letter.lower()], letter.isupper()
+
+
+class RustRegex:
+    """A compiled Rust-dialect regex, evaluated by RE2 in linear time."""
+
+    __slots__ = ("_set", "pattern", "translated")
+
+    def __init__(self, pattern: str, translated: str, options: Any) -> None:
+        self.pattern = pattern
+        self.translated = translated
+        self._set = re2.Set.SearchSet(options)
+        self._set.Add(translated)
+        self._set.Compile()
+
+    def search(self, text: str) -> bool | None:
+        """True when the pattern matches somewhere in ``text``, else None (like ``re``)."""
+        # Encoded here so that a lone surrogate (no valid UTF-8) simply does not match.
+        return True if self._set.Match(text.encode("utf-8", "surrogatepass")) else None
+
+
+def translate_rust_regex(pattern: str, case_insensitive: bool = False) -> RustRegex:
+    """Compile a pattern written in Rust's ``regex`` dialect for RE2 (linear-time matching).
 
     Raises ``ValueError`` for anything Rust rejects (look-around, back-references, bad
-    syntax) and for ``\\p{..}`` Unicode classes, which Python's ``re`` cannot express.
+    syntax), for what RE2 cannot run (repetition counts above 1000, too large a program) and
+    for the few Rust features not emulated (``\\p{..}``, ``\\b{start}``, ``(?Rm)`` anchors).
     """
     translated = _RustRegex(pattern, case_insensitive).translate()
+    options = re2.Options()
+    options.case_sensitive = not case_insensitive
+    options.never_capture = True
+    options.log_errors = False
     try:
-        return re.compile(translated, re.IGNORECASE if case_insensitive else 0)
-    except re.error as exc:
-        raise _RegexError(str(exc)) from exc
+        re2.compile(translated, options)  # for RE2's reason when the pattern is refused
+        return RustRegex(pattern, translated, options)
+    except re2.error as exc:
+        raise _RegexError(_re2_message(exc)) from exc

@@ -134,12 +134,15 @@ def sdk_key_create(
     name = (name or "").strip() or f"{environment.key} {kind} key"
     if len(name) > 100:
         raise ApplicationError("Keep the key's name under 100 characters.", field="name")
-    raw = f"rc_{environment.key}_{_sdk_key_secret()}"
+    # rc_<environment>_<public id>_<secret>: the 4-character public id is what is shown to
+    # recognise the key later (SdkKey.masked); the 32 secret characters are never shown again.
+    public_id = _sdk_key_secret()[: SdkKey.PUBLIC_ID_LENGTH]
+    raw = f"rc_{environment.key}_{public_id}_{_sdk_key_secret()}"
     sdk_key = SdkKey(
         environment=environment,
         name=name,
         kind=kind,
-        prefix=raw[:16],
+        prefix=public_id,
         key_hash=SdkKey.hash(raw),
         created_by=actor_user(actor),
     )

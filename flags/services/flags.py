@@ -99,7 +99,7 @@ def flag_state_update(
     changed = False
     old_enabled, old_rules = state.enabled, state.rules
     if rules is not None:
-        clean = validate_rules(rules)
+        clean = validate_rules(rules, check_values=True)
         if clean != state.rules:
             state.rules = clean
             changed = True

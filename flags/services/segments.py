@@ -63,7 +63,9 @@ def segment_create(
     segment = Segment(
         name=name,
         description=(description or "").strip(),
-        constraints=validate_constraints(constraints or [], where=f"Segment {name}"),
+        constraints=validate_constraints(
+            constraints or [], where=f"Segment {name}", check_values=True
+        ),
     )
     set_history_user(segment, actor)
     segment.save()
@@ -95,7 +97,7 @@ def segment_update(
         updates["description"] = description.strip()
     if constraints is not None:
         updates["constraints"] = validate_constraints(
-            constraints, where=f"Segment {updates.get('name', locked.name)}"
+            constraints, where=f"Segment {updates.get('name', locked.name)}", check_values=True
         )
     changed = sorted(field for field, value in updates.items() if getattr(locked, field) != value)
     if not changed:

@@ -1,6 +1,11 @@
 """Validation of what flags are made of: rules (Unleash strategies), constraints, variants
 and payloads, tags. Each `validate_*` returns the normalised value or raises
 `ApplicationError`; the UI, the API and the Unleash import share them.
+
+Edits made in Rollcall (UI and API) pass ``check_values=True``: a rule value the operator can
+never compare (a number, date, SemVer version, CIDR network or regular expression the engine
+cannot parse) is refused with a message, rather than saved as a rule that silently never
+matches. The Unleash import does not: it keeps what an Unleash server serves.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import math
 from typing import Any
 
 from core.exceptions import ApplicationError
-from flags.engine import translate_rust_regex
+from flags.engine import rule_value_problem, translate_rust_regex
 from flags.models import Flag, Segment
 
 OPERATORS = {
@@ -39,7 +44,9 @@ PAYLOAD_TYPES_BY_FLAG_TYPE = {
 }
 
 
-def validate_constraints(constraints: Any, *, where: str) -> list[dict[str, Any]]:
+def validate_constraints(
+    constraints: Any, *, where: str, check_values: bool = False
+) -> list[dict[str, Any]]:
     if not isinstance(constraints, list):
         raise ApplicationError(f"{where}: constraints must be a list.")
     clean = []
@@ -66,7 +73,11 @@ def validate_constraints(constraints: Any, *, where: str) -> list[dict[str, Any]
                 value = c["values"][0]
             if value is None or str(value) == "":
                 raise ApplicationError(f"{label}: {operator} needs a value.")
-            if operator == "REGEX":
+            if check_values:
+                problem = rule_value_problem(operator, value, item["caseInsensitive"])
+                if problem:
+                    raise ApplicationError(f"{label}: {problem}.")
+            elif operator == "REGEX":
                 try:  # the dialect the engine evaluates (Rust's regex), not Python's
                     translate_rust_regex(str(value), bool(c.get("caseInsensitive")))
                 except ValueError as exc:
@@ -79,11 +90,20 @@ def validate_constraints(constraints: Any, *, where: str) -> list[dict[str, Any]
             ):
                 raise ApplicationError(f"{label}: values must be a list of strings.")
             item["values"] = [str(v) for v in values]
+            if check_values and operator == "IN_CIDR":
+                if not values:
+                    raise ApplicationError(f"{label}: IN_CIDR needs at least one network.")
+                for entry in item["values"]:
+                    problem = rule_value_problem(operator, entry)
+                    if problem:
+                        raise ApplicationError(f"{label}: {problem}.")
         clean.append(item)
     return clean
 
 
-def validate_rules(rules: Any, *, segment_ids: set[int] | None = None) -> list[dict[str, Any]]:
+def validate_rules(
+    rules: Any, *, segment_ids: set[int] | None = None, check_values: bool = False
+) -> list[dict[str, Any]]:
     """Check rules (Unleash activation strategies) and return them normalised."""
     if not isinstance(rules, list):
         raise ApplicationError("Rules must be a list.")
@@ -122,7 +142,9 @@ def validate_rules(rules: Any, *, segment_ids: set[int] | None = None) -> list[d
             {
                 "name": name,
                 "parameters": parameters,
-                "constraints": validate_constraints(rule.get("constraints") or [], where=where),
+                "constraints": validate_constraints(
+                    rule.get("constraints") or [], where=where, check_values=check_values
+                ),
                 "segments": segments,
                 "variants": variants,
                 **({"title": str(rule["title"])} if rule.get("title") else {}),

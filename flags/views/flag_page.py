@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
+from core.dashboard import render_sections
 from core.exceptions import ApplicationError
 from core.http import AuthenticatedHttpRequest, done, render_page
 from core.roles import require
@@ -247,7 +248,9 @@ def _history_page(request: AuthenticatedHttpRequest, flag: Flag) -> dict[str, An
 @require("flags.view_flag")
 def flag_detail(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
     flag = flag_page_or_404(key)
-    return render_page(request, "flags/detail.html", detail_context(request, flag))
+    context = detail_context(request, flag)
+    context["extra_sections"] = render_sections("flag_detail", request, flag=flag)
+    return render_page(request, "flags/detail.html", context)
 
 
 @require_GET

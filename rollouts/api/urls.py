@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from rollouts.api import views
+from rollouts.api import checks, views
 
 urlpatterns = [
     path("releases", views.ReleaseListCreateApi.as_view(), name="api-release-list"),
@@ -56,5 +56,29 @@ urlpatterns = [
         "approval-policies/<slug:environment>",
         views.PolicyDetailApi.as_view(),
         name="api-policy-detail",
+    ),
+    # Guarded phases
+    path(
+        "rollouts/<slug:key>/checks", checks.RolloutChecksApi.as_view(), name="api-rollout-checks"
+    ),
+    path(
+        "rollouts/<slug:key>/checks/test",
+        checks.CheckTestApi.as_view(),
+        name="api-rollout-check-test",
+    ),
+    path(
+        "rollouts/<slug:key>/checks/<int:check_id>",
+        checks.CheckDetailApi.as_view(),
+        name="api-rollout-check-detail",
+    ),
+    path(
+        "rollouts/<slug:key>/check-results",
+        checks.CheckResultsApi.as_view(),
+        name="api-rollout-check-results",
+    ),
+    path(
+        "prometheus-sources/<slug:environment>",
+        checks.PrometheusSourceApi.as_view(),
+        name="api-prometheus-source",
     ),
 ]

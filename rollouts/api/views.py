@@ -14,11 +14,11 @@ from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.pagination import BoundedLimitOffsetPagination
 from flags.models import Environment
 from rollouts import services, strategies
 from rollouts.api.serializers import (
@@ -97,7 +97,7 @@ def _rollout(key: str) -> Rollout:
 
 
 def _paginate(request: Request, view: APIView, queryset: QuerySet, serializer: Any) -> Response:
-    paginator = LimitOffsetPagination()
+    paginator = BoundedLimitOffsetPagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True).data)
 

@@ -12,6 +12,7 @@ One module per concern:
 - `windows`: freeze and allowed-hours windows (due times, overrides, admin edits).
 - `alerts`: Alertmanager (matchers, webhook alerts, receiver configuration).
 - `scheduler`: which rollouts are due and the sweep that advances them.
+- `checks`: guarded phases (metric checks against Prometheus, evaluated every tick).
 - `common` and `events`: shared bookkeeping and the event log with its `events_committed`
   signal.
 
@@ -44,6 +45,14 @@ from rollouts.services.approvals import (
     approval_policy_set,
     approval_request,
     checklist_tick,
+)
+from rollouts.services.checks import (
+    check_create,
+    check_delete,
+    check_query_test,
+    check_update,
+    checks_evaluate,
+    rollout_checks_evaluate,
 )
 from rollouts.services.common import (
     APPROVE_PERMISSION,
@@ -82,6 +91,7 @@ from rollouts.services.lifecycle import (
     rollout_rollback,
     rollout_schedule,
     rollout_start,
+    rollout_start_when_approved,
 )
 from rollouts.services.plans import MAX_CHECKLIST_ITEMS, rollout_create, rollout_plan_update
 from rollouts.services.releases import release_create, release_update
@@ -124,7 +134,12 @@ __all__ = [
     "approval_request",
     "approval_rule",
     "as_mapping",
+    "check_create",
+    "check_delete",
+    "check_query_test",
+    "check_update",
     "checklist_tick",
+    "checks_evaluate",
     "environment_policy",
     "events_batched",
     "events_committed",
@@ -141,6 +156,7 @@ __all__ = [
     "rollout_advance_now",
     "rollout_alert_settings_update",
     "rollout_cancel",
+    "rollout_checks_evaluate",
     "rollout_complete",
     "rollout_create",
     "rollout_exposure",
@@ -152,6 +168,7 @@ __all__ = [
     "rollout_rollback",
     "rollout_schedule",
     "rollout_start",
+    "rollout_start_when_approved",
     "rollouts_advance_due",
     "rollouts_advance_steps",
     "rollouts_due",

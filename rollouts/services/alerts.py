@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from core.exceptions import ApplicationError
+from core.json_limits import JSONTooDeep, NotUTF8, loads_bounded
 from rollouts.models import Hold, Rollout, RolloutEvent
 from rollouts.services.common import LIVE_STATES, _lock, _now, _save
 from rollouts.services.events import events_batched
@@ -199,8 +200,10 @@ def alertmanager_parse(body: bytes | str) -> list[Alert]:
     """Validate an Alertmanager webhook body (JSON, version "4"). Unknown keys are ignored;
     anything else wrong raises ApplicationError saying what (nothing is applied then)."""
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        payload = loads_bounded(body)  # UTF-8 only (as Alertmanager sends), depth-limited
+    except (NotUTF8, JSONTooDeep) as exc:
+        raise ApplicationError(str(exc), field="body") from None
+    except ValueError:
         raise ApplicationError("The body is not JSON.", field="body") from None
     raw = body if isinstance(body, str) else body.decode("utf-8")
     if "\\u0000" in raw or "\x00" in raw:

@@ -175,9 +175,18 @@ def _check_schedulable(rollout: Rollout, phases: Sequence[Phase], now: datetime)
 
 @transaction.atomic
 def rollout_schedule(
-    *, rollout: Rollout, actor: AbstractBaseUser | None, source: str, now: datetime | None = None
+    *,
+    rollout: Rollout,
+    actor: AbstractBaseUser | None,
+    source: str,
+    now: datetime | None = None,
+    start_at: datetime | None = None,
 ) -> Rollout:
-    """draft -> scheduled: the scheduler starts it at phase 1's `at` time."""
+    """draft -> scheduled: the scheduler starts it at phase 1's `at` time.
+
+    `start_at` first gives phase 1 that start time (e.g. "now + the longest notice lead time",
+    offered when starting now would send a briefing too late).
+    """
     _source(source)
     now = _now(now)
     rollout = _lock(rollout)
@@ -186,6 +195,10 @@ def rollout_schedule(
     phases = _phases(rollout)
     if not phases:
         raise ApplicationError("A rollout plan needs at least one phase.", field="phases")
+    if start_at is not None and start_at > now:
+        phases[0].start_rule = Phase.StartRule.AT
+        phases[0].start_at = start_at
+        phases[0].save(update_fields=["start_rule", "start_at", "updated_at"])
     _check_schedulable(rollout, phases, now)
     _check_no_other_live(rollout)
     rollout.state = State.SCHEDULED
@@ -206,6 +219,48 @@ def rollout_schedule(
         "rollout.scheduled rollout_id=%s start=%s",
         rollout.id, rollout.next_due_at.isoformat() if rollout.next_due_at else "-",
     )  # fmt: skip
+    return rollout
+
+
+@transaction.atomic
+def rollout_start_when_approved(
+    *, rollout: Rollout, actor: AbstractBaseUser | None, source: str, now: datetime | None = None
+) -> Rollout:
+    """draft -> scheduled to start now: the scheduler starts it as soon as phase 1's gates
+    (approval, checklist) are satisfied, so nobody has to come back to press Start.
+
+    Phase 1 gets the start time `now`; its approval is requested if it needs one.
+    """
+    _source(source)
+    now = _now(now)
+    rollout = _lock(rollout)
+    if rollout.state != State.DRAFT:
+        raise _illegal(rollout, "schedule")
+    phases = _phases(rollout)
+    if not phases:
+        raise ApplicationError("A rollout plan needs at least one phase.", field="phases")
+    _check_no_other_live(rollout)
+    first = phases[0]
+    first.start_rule = Phase.StartRule.AT
+    first.start_at = now
+    first.save(update_fields=["start_rule", "start_at", "updated_at"])
+    rollout.state = State.SCHEDULED
+    rollout.next_due_at = _due(rollout, phases)
+    _save_live(rollout, actor, ["state", "next_due_at"])
+    _record(
+        rollout,
+        kind=Kind.SCHEDULED,
+        source=source,
+        actor=actor,
+        at=now,
+        due_at=rollout.next_due_at,
+        to_phase=0,
+        to_percentage=first.percentage,
+        reason="Starts as soon as phase 1 is approved.",
+        data={"when_approved": True},
+    )
+    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+    logger.info("rollout.scheduled_when_approved rollout_id=%s", rollout.id)
     return rollout
 
 

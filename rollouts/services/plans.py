@@ -24,6 +24,7 @@ from flags.services import flag_create, flag_state_update, through_rollout
 from rollouts import strategies
 from rollouts.models import Approval, ChecklistItem, Phase, Release, Rollout, RolloutEvent
 from rollouts.services.alerts import new_alert_secret, normalize_matchers
+from rollouts.services.checks import checks_from_template
 from rollouts.services.common import (
     _check_version,
     _illegal,
@@ -486,6 +487,7 @@ def rollout_create(
         rollout._history_user = user  # type: ignore[attr-defined]
     rollout.save()
     stored = _write_phases(rollout, clean, existing=[], applied=0)
+    checks_from_template(phases=stored, raw_phases=list(phases))
     release.flags.add(flag_obj)
     _answer_old_version(rollout, actor)
     _record(

@@ -22,6 +22,21 @@ _RELEASE_FIELDS = {
 }  # fmt: skip
 
 
+def _check_unique(name: str, version: str, *, pk: int | None = None) -> None:
+    """Two releases with the same name and version cannot be told apart anywhere."""
+    same = Release.objects.filter(
+        name__iexact=(name or "").strip(), version__iexact=(version or "").strip()
+    )
+    if pk is not None:
+        same = same.exclude(pk=pk)
+    if same.exists():
+        what = f"{name.strip()} {(version or '').strip()}".strip()
+        raise ApplicationError(
+            f"A release “{what}” exists already; open it, or give this one another version.",
+            field="version",
+        )
+
+
 @transaction.atomic
 def release_create(
     *,
@@ -42,6 +57,7 @@ def release_create(
         raise ApplicationError(
             f"Unknown label {label!r}; use one of {', '.join(Release.Label.values)}.", field="label"
         )
+    _check_unique(name, version)
     release = Release(
         name=name.strip(),
         version=(version or "").strip(),
@@ -79,6 +95,8 @@ def release_update(*, release: Release, actor: AbstractBaseUser | None, **fields
         raise ApplicationError(f"Unknown label {fields['label']!r}.", field="label")
     for name, value in fields.items():
         setattr(release, name, value.strip() if name in {"name", "version"} else value)
+    if "name" in fields or "version" in fields:
+        _check_unique(release.name, release.version, pk=release.pk)
     user = _user(actor)
     if user is not None:
         release._history_user = user  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from rollouts.models import (
     Rollout,
     RolloutEvent,
 )
+from rollouts.services.checks import checks_blocking
 from rollouts.services.common import _now
 from rollouts.services.events import events_batched
 from rollouts.services.failures import advance_failures_clear, rollout_advance_failed
@@ -64,6 +65,7 @@ def rollouts_due(*, now: datetime | None = None, limit: int | None = None) -> li
         .filter(Exists(automatic_next))
         .exclude(Exists(pending_approval))
         .exclude(Exists(open_checklist))
+        .exclude(Exists(checks_blocking()))  # guarded phase: its checks have not passed yet
         .exclude(Q(state=State.SCHEDULED) & Q(Exists(promotion_pending)))
         .exclude(Exists(backing_off))
         .order_by("next_due_at", "id")

@@ -9,11 +9,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from core.http import AuthenticatedHttpRequest, render_page
+from core import services as core_services
+from core.http import AuthenticatedHttpRequest, done, render_page
+from core.models import FeedToken
 from core.roles import require
+from core.selectors import feed_token_get, feed_token_user
 from rollouts import selectors
 from rollouts.forms import CalendarQuery
 from rollouts.views.common import htmx_target
@@ -49,6 +54,8 @@ def _calendar_range(query: CalendarQuery) -> tuple[Any, Any]:
 @require("rollouts.view_rollout")
 def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
     query = CalendarQuery(request.GET)
+    if query.error:
+        return render(request, "400.html", {"message": query.error}, status=400)
     first, last = _calendar_range(query)
     tz = query.tz
     start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
@@ -125,24 +132,14 @@ _COMMON_ZONES = (
 )  # fmt: skip
 
 
-def _feed_token_model() -> Any:
-    """comms' FeedToken, looked up through the app registry: rollouts never imports comms."""
-    from django.apps import apps
-
-    try:
-        return apps.get_model("comms", "FeedToken")
-    except LookupError:
-        return None
-
-
 def _calendar_feed_url(request: HttpRequest, query: CalendarQuery) -> Any:
-    """A callable: the template asks for the URL (and the token is made) only when shown."""
+    """A callable: the template asks for the URL only when shown. "" until the person creates
+    a calendar feed link (a POST to calendar_feed_token); a GET never writes."""
 
     def url() -> str:
-        model = _feed_token_model()
-        if model is None:
+        token = feed_token_get(user=request.user, scope=FeedToken.Scope.CALENDAR)
+        if token is None:
             return ""
-        token, _ = model.objects.get_or_create(user=request.user)
         path = reverse("rollouts:calendar_feed", args=[token.token])
         if query.environment:
             path += f"?environment={query.environment}"
@@ -151,14 +148,31 @@ def _calendar_feed_url(request: HttpRequest, query: CalendarQuery) -> Any:
     return url
 
 
+@require("rollouts.view_rollout", "subscribe to the rollout calendar")
+@require_POST
+def calendar_feed_token(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """Create, reset (op=reset) or revoke (op=revoke) the person's calendar feed link."""
+    scope = FeedToken.Scope.CALENDAR
+    if request.POST.get("op") == "revoke":
+        core_services.feed_token_revoke(user=request.user, scope=scope)
+        message = "Your calendar link was revoked; it no longer works."
+    else:
+        had = feed_token_get(user=request.user, scope=scope) is not None
+        core_services.feed_token_create(user=request.user, scope=scope)
+        message = (
+            "Your calendar link was replaced; the old one no longer works."
+            if had
+            else "Your personal calendar link was created."
+        )
+    return done(request, message=message, redirect_to=reverse("rollouts:calendar"))
+
+
 def calendar_feed(request: HttpRequest, token: str) -> HttpResponse:
     """The calendar as iCalendar for subscriptions; the personal token is the only auth."""
     import icalendar
 
-    model = _feed_token_model()
-    feed = model.objects.select_related("user").filter(token=token).first() if model else None
-    user = feed.user if feed else None
-    if user is None or not user.is_active or not user.has_perm("rollouts.view_rollout"):
+    user = feed_token_user(token=token, scope=FeedToken.Scope.CALENDAR)
+    if user is None or not user.has_perm("rollouts.view_rollout"):
         raise Http404("No such calendar.")
     now = timezone.now()
     environment = str(request.GET.get("environment", ""))[:64]

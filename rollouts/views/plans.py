@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import ApplicationError
-from core.http import AuthenticatedHttpRequest, done, render_page
+from core.http import AuthenticatedHttpRequest, done, render_page, toast
 from core.roles import require
 from flags.models import Segment
 from rollouts import charts, scheduling, selectors, services
@@ -42,6 +42,27 @@ class PlanEditor:
     segments: dict[int, Segment]
     errors: list[str]
     tz: ZoneInfo
+    failed_save: bool = False
+
+    @property
+    def summary(self) -> list[dict[str, str]]:
+        """Every problem of a failed save, each linking to its field (the error summary)."""
+        if not self.failed_save:
+            return []
+        items = [{"text": e, "href": ""} for e in self.errors]
+        for form in self.forms:
+            number = form.phase_index + 1
+            for e in form.non_field_errors():
+                items.append({"text": f"Phase {number}: {e}", "href": f"#phase-{form.phase_index}"})
+            for name, errors in form.errors.items():
+                if name == "__all__":
+                    continue
+                label = form.fields[name].label or name
+                for e in errors:
+                    items.append(
+                        {"text": f"Phase {number}, {label}: {e}", "href": f"#{form[name].auto_id}"}
+                    )
+        return items
 
     @property
     def offset(self) -> int:
@@ -212,8 +233,14 @@ def rollout_plan(request: AuthenticatedHttpRequest, key: str) -> HttpResponse:
                         response=response,
                     )
                 return done(request, message="Plan saved.", redirect_to=url)
-        else:
-            editor.errors.append("Some phases need attention: see the messages on the fields.")
+        editor.failed_save = True
+        problem = "The plan was not saved: see the problems listed at the top of the form."
+        if getattr(request, "htmx", None):
+            response = render_page(
+                request, "rollouts/plan.html", _plan_context(request, editor), partial="plan-editor"
+            )
+            return toast(response, problem, "error")
+        messages.error(request, problem)
     return render_page(
         request, "rollouts/plan.html", _plan_context(request, editor), partial="plan-editor"
     )

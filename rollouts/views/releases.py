@@ -4,9 +4,12 @@ edit.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from core.exceptions import ApplicationError
@@ -51,6 +54,9 @@ def release_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def release_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ReleaseForm(request.POST or None)
+    # Opened from the New rollout form: go back to it with the new release chosen.
+    back = request.POST.get("next") or request.GET.get("next") or ""
+    back = back if back.startswith(reverse("rollouts:new")) else ""
     if request.method == "POST" and form.is_valid():
         try:
             release = services.release_create(**form.cleaned_data, actor=request.user)
@@ -58,8 +64,15 @@ def release_create(request: AuthenticatedHttpRequest) -> HttpResponse:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             messages.success(request, f"Release {release} created.")
+            if back:
+                query = QueryDict(mutable=True)
+                query.update(QueryDict(urlsplit(back).query))
+                query["release"] = str(release.pk)
+                return redirect(f"{reverse('rollouts:new')}?{query.urlencode()}")
             return redirect("rollouts:release_detail", pk=release.pk)
-    return render(request, "rollouts/release_form.html", {"form": form, "release": None})
+    return render(
+        request, "rollouts/release_form.html", {"form": form, "release": None, "next": back}
+    )
 
 
 @require("rollouts.change_release", "edit releases")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.contrib import messages
@@ -18,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from core.dashboard import render_sections
+from core.dashboard import render_sections, run_checks
 from core.exceptions import ApplicationError, ConflictError
 from core.http import AuthenticatedHttpRequest, done, render_page, toast
 from core.roles import require
@@ -96,8 +97,18 @@ ACTIONS: dict[str, ActionSpec] = {
             "schedule",
             "Schedule",
             "◷",
-            run=lambda *, rollout, actor, reason, expected, **_: services.rollout_schedule(
-                rollout=rollout, actor=actor, source=Source.UI
+            run=lambda *, rollout, actor, reason, expected, start_at=None, **_: (
+                services.rollout_schedule(
+                    rollout=rollout, actor=actor, source=Source.UI, start_at=start_at
+                )
+            ),
+        ),
+        ActionSpec(
+            "start_when_approved",
+            "Start when approved",
+            "◷",
+            run=lambda *, rollout, actor, reason, expected, **_: (
+                services.rollout_start_when_approved(rollout=rollout, actor=actor, source=Source.UI)
             ),
         ),
         ActionSpec(
@@ -182,11 +193,21 @@ ACTIONS: dict[str, ActionSpec] = {
 }
 
 
-def visible_actions(rollout: Rollout, user: Any) -> list[ActionSpec]:
-    """The action buttons this person sees: none without the change permission."""
+def visible_actions(
+    rollout: Rollout, user: Any, gate: services.GateStatus | None = None
+) -> list[ActionSpec]:
+    """The action buttons this person sees: none without the change permission.
+
+    `gate` is the next phase's gate: while it is not satisfied, Start and Advance now are not
+    offered (they could only fail); a draft offers "Start when approved" instead.
+    """
     if not user.has_perm("rollouts.change_rollout"):
         return []
-    allowed = services.allowed_actions(rollout)
+    allowed = set(services.allowed_actions(rollout))
+    if gate is not None and not gate.satisfied:
+        allowed -= {"start", "advance_now"}
+        if rollout.state == Rollout.State.DRAFT and not gate.promotion:
+            allowed.add("start_when_approved")
     return [spec for key, spec in ACTIONS.items() if key in allowed]
 
 
@@ -227,7 +248,8 @@ def rollout_create(request: AuthenticatedHttpRequest) -> HttpResponse:
                     flag_key=(d["flag_key"] or None) if d["flag_choice"] == "new" else None,
                     key=d["key"] or None,
                     timezone=d["timezone"],
-                    template=d["template"] or None,
+                    template=None if d.get("phases") else (d["template"] or None),
+                    phases=d.get("phases"),
                 )
             except ApplicationError as exc:
                 _form_error(form, exc)
@@ -245,14 +267,50 @@ def rollout_create(request: AuthenticatedHttpRequest) -> HttpResponse:
                 initial[name] = request.GET[name]
         form = RolloutCreateForm(initial=initial)
     strategy = form["strategy"].value() or Rollout.Strategy.FEATURE_FLAG
-    cast(ChoiceField, form.fields["template"]).choices = template_choices(str(strategy))
+    # A first visit lists every strategy's templates (grouped): without JavaScript the list
+    # cannot follow the strategy chosen; with htmx it narrows to the chosen strategy.
+    chosen = form.is_bound or bool(request.GET.get("strategy"))
+    cast(ChoiceField, form.fields["template"]).choices = template_choices(
+        str(strategy) if chosen else None
+    )
     context = {"form": form, "strategies": STRATEGIES, "strategy": STRATEGIES.get(str(strategy))}
     partial = "template-field" if htmx_target(request) == "template-field" else None
     return render_page(request, "rollouts/new.html", context, partial=partial)
 
 
+def _aware(value: str) -> datetime | None:
+    """An ISO date-time with its offset (as the page wrote it), or None."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _start_warnings(rollout: Rollout, now: datetime) -> dict[str, Any]:
+    """Lead-time notices that starting a draft now would miss, and the start that meets them
+    all (now + the largest shortfall, rounded up to a quarter hour)."""
+    if rollout.state != Rollout.State.DRAFT:
+        return {"start_warnings": []}
+    warnings = run_checks("rollout_start", rollout=rollout, now=now)
+    if not warnings:
+        return {"start_warnings": []}
+    short_by = max(w["short_by"] for w in warnings)
+    later = now + short_by + timedelta(minutes=1)
+    later += timedelta(minutes=(15 - later.minute % 15) % 15)
+    later = later.replace(second=0, microsecond=0)
+    words = " ".join(w["message"] for w in warnings)
+    return {
+        "start_warnings": warnings,
+        "schedule_at": later,
+        "start_confirm": f"Start now? {words} Schedule the start instead to brief them in time.",
+    }
+
+
 def _form_error(form: Any, exc: ApplicationError) -> None:
     field = exc.field if exc.field in form.fields else None
+    if (exc.field or "").startswith("phases") and form.cleaned_data.get("phases"):
+        field = "phases_text"
     if exc.field == "flag" and form.cleaned_data.get("flag_choice") == "new":
         field = "flag_key"
     form.add_error(field, exc.message)
@@ -277,7 +335,9 @@ def _detail_context(request: HttpRequest, detail: selectors.RolloutDetail) -> di
         "rollout": rollout,
         "row": detail.row,
         "spec": spec,
-        "actions": visible_actions(rollout, request.user),
+        "actions": visible_actions(
+            rollout, request.user, detail.safety.gate if detail.safety else None
+        ),
         "can_edit_plan": can_change and "edit_plan" in allowed,
         "timeline_svg": charts.phase_timeline_svg(
             detail.timeline,
@@ -298,6 +358,7 @@ def _detail_context(request: HttpRequest, detail: selectors.RolloutDetail) -> di
             spec.ofrep_example(rollout, request.build_absolute_uri("/")) if spec else ""
         ),
         "polling": not rollout.is_final,
+        **(_start_warnings(rollout, detail.now) if can_change else {"start_warnings": []}),
         **_safety_context(request, detail, can_change=can_change),
     }
 
@@ -383,6 +444,7 @@ def rollout_action(request: AuthenticatedHttpRequest, key: str, action: str) -> 
     expected = int(expected_raw) if expected_raw.lstrip("-").isdigit() else None
     override = spec.overridable and request.POST.get("override") in ("1", "on", "true")
     mode = request.POST.get("mode", "")
+    start_at = _aware(request.POST.get("start_at", "")) if action == "schedule" else None
     try:
         if spec.reason == "required" and not reason:
             raise ApplicationError(f"{spec.label}: say why (it is recorded).", field="reason")
@@ -398,6 +460,7 @@ def rollout_action(request: AuthenticatedHttpRequest, key: str, action: str) -> 
             expected=expected,
             override=override,
             mode=mode if mode in Rollout.RollbackMode.values else "",
+            start_at=start_at,
         )
     except ApplicationError as exc:
         logger.info("rollout.action_refused key=%s action=%s reason=%s", key, action, exc.code)
@@ -412,6 +475,7 @@ def rollout_action(request: AuthenticatedHttpRequest, key: str, action: str) -> 
     past = {
         "start": "started",
         "schedule": "scheduled",
+        "start_when_approved": "scheduled: it starts as soon as phase 1 is approved",
         "advance_now": "advanced to its next phase",
         "pause": "paused",
         "hold": "held",

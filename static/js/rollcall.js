@@ -36,7 +36,17 @@
   document.addEventListener("submit", function (e) {
     var form = e.target;
     var msg = form.getAttribute("data-confirm");
-    if (msg && !form.hasAttribute("hx-post") && !window.confirm(msg)) e.preventDefault();
+    if (!msg || form.hasAttribute("hx-post")) return;
+    if (!window.confirm(msg)) { e.preventDefault(); return; }
+    // Asked here: the server's "Are you sure?" step (for browsers without JavaScript) is skipped.
+    var done = form.querySelector("input[name=_confirmed]");
+    if (!done) {
+      done = document.createElement("input");
+      done.type = "hidden";
+      done.name = "_confirmed";
+      form.appendChild(done);
+    }
+    done.value = "1";
   });
   // Show server errors from htmx requests as toasts instead of failing silently.
   document.addEventListener("htmx:responseError", function (e) {
@@ -45,9 +55,18 @@
     if (xhr.status === 403) text = "You do not have permission to do this.";
     addToast(text, "error");
   });
+  // An error summary (a failed save) takes the focus, so it is seen and read out at once.
+  function focusSummary(root) {
+    var el = (root || document).querySelector("[data-autofocus]");
+    if (!el) return;
+    el.scrollIntoView({ block: "start" });
+    el.focus({ preventScroll: true });
+  }
+  document.addEventListener("htmx:afterSettle", function (e) { focusSummary(e.detail.elt); });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("#toasts .toast").forEach(function (el) {
       setTimeout(function () { el.remove(); }, 8000);
     });
+    focusSummary(document);
   });
 })();

@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 
-from flags.models import Environment, Flag
+from flags.models import Environment, Flag, FlagState
 from rollouts.models import Phase, Rollout
 from support.selectors._common import _state_event_subqueries, environments, format_when
 from support.selectors.exposure import Exposure, rollout_exposure
@@ -42,6 +42,18 @@ class FlagAnswer:
     reason: str
     error_code: str
     error_details: str
+    # The answer in words: "yes — 25% split on user id, bucket 17 ≤ 25".
+    words: str = ""
+    rule_number: int | None = None  # the rule that decided, 1-based
+
+    @property
+    def reason_words(self) -> str:
+        return REASON_WORDS.get(self.reason, self.reason.replace("_", " ").lower())
+
+    @property
+    def shown_variant(self) -> str:
+        """The variant only when one applies (never Unleash's "disabled" placeholder)."""
+        return "" if self.variant in ("", "disabled") else self.variant
 
     @property
     def value_text(self) -> str:
@@ -61,6 +73,7 @@ class Membership:
     is_in: bool | None  # None: the flag answered an error for this customer
     since: datetime | None
     text: str
+    hosts: bool = False  # a rolling deploy: about hosts, not this customer
 
 
 @dataclass
@@ -107,6 +120,85 @@ def _lookup_rollouts(environment_ids: list[int], *, now: datetime) -> dict[int, 
         seen.add(pair)
         out.setdefault(rollout.environment_id, []).append(rollout)
     return out
+
+
+REASON_WORDS = {
+    "TARGETING_MATCH": "a rule matched",
+    "SPLIT": "in the percentage split",
+    "DISABLED": "the flag is off here",
+    "DEFAULT": "no rule matched (the default)",
+    "STATIC": "the same for everyone",
+    "UNKNOWN": "unknown",
+    "ERROR": "error",
+}
+_FIELD_WORDS = {"userId": "user id", "sessionId": "session id", "hostId": "host id"}
+
+
+def _stickiness_value(stickiness: str, ctx: Mapping[str, Any]) -> tuple[str, str | None]:
+    props = ctx.get("properties") or {}
+    if stickiness in ("", "default"):
+        if ctx.get("userId"):
+            return "user id", str(ctx["userId"])
+        if ctx.get("sessionId"):
+            return "session id", str(ctx["sessionId"])
+        return "a random draw", None
+    if stickiness == "random":
+        return "a random draw", None
+    value = ctx.get(stickiness, props.get(stickiness))
+    return _FIELD_WORDS.get(stickiness, stickiness), (str(value) if value else None)
+
+
+def _rule_words(rule: Mapping[str, Any], flag_key: str, ctx: Mapping[str, Any]) -> str:
+    """Why this rule gives this customer the flag, or what it would take."""
+    from flags import engine
+
+    params = rule.get("parameters") or {}
+    parts = []
+    if rule.get("name", "flexibleRollout") == "flexibleRollout":
+        pct = int(float(params.get("rollout", 100) or 0))
+        what, value = _stickiness_value(str(params.get("stickiness") or "default"), ctx)
+        if pct >= 100:
+            parts.append("on for everyone")
+        elif value is None:
+            parts.append(f"{pct}% split on {what}")
+        else:
+            b = engine.bucket(str(params.get("groupId") or flag_key), value)
+            parts.append(f"{pct}% split on {what}, bucket {b} {'≤' if b <= pct else '>'} {pct}")
+    elif rule.get("name") == "default":
+        parts.append("on for everyone")
+    else:
+        parts.append(f"strategy {rule.get('name')}")
+    for c in rule.get("constraints") or []:
+        values = c.get("values")
+        shown = ", ".join(map(str, values)) if values is not None else str(c.get("value", ""))
+        negated = "not " if c.get("inverted") else ""
+        parts.append(f"if {c.get('contextName')} {negated}{c.get('operator', '').lower()} {shown}")
+    if rule.get("segments"):
+        parts.append("for a segment")
+    return ", ".join(parts)
+
+
+def _answer_words(
+    *, value: Any, has_value: bool, reason: str, rule_index: int | None,
+    rules: Sequence[Mapping[str, Any]], flag_key: str, ctx: Mapping[str, Any],
+) -> tuple[str, int | None]:  # fmt: skip
+    """The answer in plain words and the deciding rule's number (1-based)."""
+    yes = value is True or (has_value and value not in (False, None, ""))
+    head = (
+        ("yes" if value is True else "no" if value is False else f"“{value}”")
+        if has_value
+        else ("the caller's default")
+    )
+    if reason == "DISABLED":
+        return f"{head} — the flag is off in this environment", None
+    if rule_index is not None and 0 <= rule_index < len(rules):
+        return f"{head} — rule {rule_index + 1}: {_rule_words(rules[rule_index], flag_key, ctx)}", (
+            rule_index + 1
+        )
+    if not yes and rules:
+        # No rule matched: show the first percentage rule's bucket, the usual question.
+        return f"{head} — no rule matched ({_rule_words(rules[0], flag_key, ctx)})", None
+    return f"{head} — {REASON_WORDS.get(reason, reason.lower())}", None
 
 
 def _is_in(rollout: Rollout, answer: FlagAnswer | None) -> bool | None:
@@ -170,6 +262,17 @@ def _membership(
     )
     is_in = _is_in(rollout, answer)
     strategy = rollout.get_strategy_display().lower()
+    if rollout.strategy == Rollout.Strategy.ROLLING:
+        # A rolling deploy moves hosts, not customers: a user id says nothing about it.
+        state = (
+            "completed: every host runs the new version"
+            if rollout.state == Rollout.State.COMPLETED
+            else f"now {exposure.audience} of hosts"
+        )
+        return Membership(
+            rollout=rollout, exposure=exposure, is_in=None, since=None,
+            text=f"A rolling deploy moves hosts, not customers; {state}.", hosts=True,
+        )  # fmt: skip
     step = (
         f"phase {exposure.phase_number} of {exposure.phase_count} ({exposure.phase_name})"
         if exposure.phase_number
@@ -219,8 +322,19 @@ def customer_lookup(
             answers.append(EnvironmentAnswer(env, [], [], error="This environment was deleted."))
             continue
         flags = []
+        rules_of = dict(FlagState.objects.filter(environment=env).values_list("flag__key", "rules"))
         for key in compiled.snapshot.flag_keys:
             raw = ofrep.evaluate_one(compiled, key, unleash_context)
+            ev = compiled.snapshot.evaluate(key, unleash_context)
+            words, rule_number = _answer_words(
+                value=raw.get("value"),
+                has_value="value" in raw,
+                reason=raw.get("reason", ""),
+                rule_index=ev.rule_index,
+                rules=rules_of.get(key) or [],
+                flag_key=key,
+                ctx=unleash_context,
+            )
             flags.append(
                 FlagAnswer(
                     key=key,
@@ -231,6 +345,8 @@ def customer_lookup(
                     reason=raw.get("reason", ""),
                     error_code=raw.get("errorCode", ""),
                     error_details=raw.get("errorDetails", ""),
+                    words=words,
+                    rule_number=rule_number,
                 )
             )
         flags.sort(key=lambda f: f.key)

@@ -39,6 +39,7 @@ class WebhookReceiver:
     status: int = 200
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0
+    body: bytes | None = None  # answer body for non-2xx statuses (default: a short JSON error)
     arrivals: list[Arrival] = field(default_factory=list)
     processed: Counter = field(default_factory=Counter)
     bad_signatures: list[str] = field(default_factory=list)
@@ -82,7 +83,7 @@ class WebhookReceiver:
                     elif 200 <= status < 300 and delivery_id not in receiver.processed:
                         receiver.processed[delivery_id] += 1
                     receiver.in_flight -= 1
-                answer = b'{"ok":true}' if status < 300 else b'{"error":"nope"}'
+                answer = b'{"ok":true}' if status < 300 else (receiver.body or b'{"error":"nope"}')
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))

@@ -112,6 +112,41 @@ def test_send_http__nobody_listening__transient():
     assert "Could not reach" in err.value.message
 
 
+def test_send_http__network_error__message_carries_no_url_secret():
+    secret_url = "http://127.0.0.1:9/services/T000/B000/XXXXsecretXXXX"
+    with pytest.raises(channels.TransientDeliveryError) as err:
+        channels.send(message("slack", url=secret_url))
+    assert "XXXXsecretXXXX" not in err.value.message
+    assert "/services/" not in err.value.message
+    assert err.value.__cause__ is None  # tracebacks in logs would carry the URL
+
+
+def test_send_http__error_reply__body_not_echoed(receiver):
+    receiver.status = 400
+    receiver.body = b"invalid_token https://hooks.example/secret-path and a stack trace"
+    with pytest.raises(channels.PermanentDeliveryError) as err:
+        channels.send(message("teams", url=receiver.url + "/teams"))
+    assert err.value.message == "The receiver answered HTTP 400 Bad Request."
+    assert "secret-path" not in err.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.2:9/hook",  # loopback (only 127.0.0.1 is allowed in tests)
+        "http://[::1]:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/hook",
+        "http://[::ffff:192.168.1.1]/hook",
+    ],
+)
+def test_send_http__internal_address__permanent_and_nothing_sent(url):
+    with pytest.raises(channels.PermanentDeliveryError) as err:
+        channels.send(message("webhook", url=url))
+    assert "Refused" in err.value.message
+    assert "ROLLCALL_OUTBOUND_ALLOW" in err.value.message
+
+
 def test_send_http__no_url_or_secret__permanent():
     with pytest.raises(channels.PermanentDeliveryError):
         channels.send(message(url=""))

@@ -177,3 +177,62 @@ def test_sample_context__renders_every_builtin():
     for subject, body in templating.BUILTIN_TEMPLATES.values():
         out = templating.render(subject=subject, body=body, context=context)
         assert "{{" not in out.text and out.subject
+
+
+# --------------------------------------------------------------------------------------------
+# The template author's own Markdown: safe in every channel
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Read [the guide](javascript:alert(document.cookie)) now",
+        "Read [the guide]( JAVASCRIPT:alert(1) 'title') now",
+        "Read [the guide][g] now\n\n[g]: javascript:alert(1)",
+        'Read <img src=x onerror="alert(1)">the guide now',
+        "Read <script>alert(1)</script>the guide now",
+        "Read <a href='javascript:alert(1)'>the guide</a> now",
+        "Read <javascript:alert(1)>the guide now",
+        "Read ![the guide](https://tracker.example/pixel.gif) now",
+        "Read [the guide](data:text/html;base64,PHNjcmlwdD4=) now",
+    ],
+)
+def test_render__hostile_template_markdown__no_script_link_or_raw_html_in_any_channel(body):
+    from comms.channels import Message, preview
+
+    out = render(body)
+    for channel_text in (out.text, out.markdown, out.html, out.slack):
+        lowered = channel_text.lower()
+        assert "](javascript" not in lowered and "](data:" not in lowered
+        assert "<img" not in lowered and "<script" not in lowered and "<a " not in lowered
+        assert "<javascript" not in lowered
+        assert "tracker.example" not in lowered
+    assert "<a" not in out.html  # no link at all: the unsafe target was the only one
+    assert "onerror" not in out.text and "<" not in out.text  # plain text: tags dropped
+    assert "the guide" in out.text
+    for kind in ("teams", "webhook", "slack"):
+        message = Message(
+            delivery_id="d", channel_kind=kind, url="", signing_secret="", recipient="",
+            event="custom", subject="s", text=out.text, markdown=out.markdown, html=out.html,
+            slack=out.slack, payload={},
+        )  # fmt: skip
+        sent = str(preview(message)).lower()
+        assert "<img" not in sent and "](javascript" not in sent and "<script" not in sent
+
+
+def test_render__safe_template_markdown__links_and_autolinks_kept():
+    out = render(
+        "See [docs](https://docs.example/a) or <https://status.example> or [m](mailto:x@y.z)"
+    )
+    assert '<a href="https://docs.example/a"' in out.html
+    assert '<a href="https://status.example"' in out.html
+    assert "[docs](https://docs.example/a)" in out.markdown
+    assert "<https://status.example>" in out.text
+
+
+def test_render__raw_html_in_template__text_in_markdown_and_html_dropped_in_plain_text():
+    out = render("**Heads-up:** <b>checkout</b> <img src=x onerror=alert(1)> pauses.")
+    assert "&lt;b&gt;checkout&lt;/b&gt;" in out.html
+    assert "<b>" not in out.markdown and "&lt;b>checkout&lt;/b>" in out.markdown
+    assert "<strong>Heads-up:</strong>" in out.html
+    assert out.text == "**Heads-up:** checkout  pauses."

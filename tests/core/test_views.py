@@ -12,16 +12,35 @@ def test_healthz__always_ok(client):
 
 
 @pytest.mark.django_db
-def test_readyz__database_and_broker_reachable__ready(client):
-    response = client.get("/readyz")
+def test_readyz__database_and_broker_reachable__ready(admin_client_role):
+    response = admin_client_role.get("/readyz")
     assert response.status_code == 200, response.content
     assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
 
 
 @pytest.mark.django_db
-def test_readyz__broker_unreachable__503_names_broker(client, settings):
+def test_readyz__broker_unreachable__503_names_broker(admin_client_role, settings):
     from config.celery import app
 
+    previous = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        response = admin_client_role.get("/readyz")
+    finally:
+        app.conf.broker_url = previous
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"] == {"database": "ok", "broker": "failed"}
+    assert "broker" in body["errors"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("who", ["anonymous", "support"])
+def test_readyz__not_an_admin__status_only_without_error_text(client, support_user, who):
+    from config.celery import app
+
+    if who == "support":
+        client.force_login(support_user)
     previous = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"
     try:
@@ -29,9 +48,17 @@ def test_readyz__broker_unreachable__503_names_broker(client, settings):
     finally:
         app.conf.broker_url = previous
     assert response.status_code == 503
-    body = response.json()
-    assert body["checks"] == {"database": "ok", "broker": "failed"}
-    assert "broker" in body["errors"]
+    assert response.json() == {"status": "not ready"}
+
+
+@pytest.mark.django_db
+def test_api_schema_and_docs__anonymous__refused(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code in {401, 403}
+    assert b"openapi" not in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 302
+    assert docs.url.startswith(reverse("login"))
 
 
 def test_dashboard__anonymous__redirects_to_login(client, db):

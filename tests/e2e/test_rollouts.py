@@ -59,8 +59,9 @@ def test_release_manager__release_to_rollback__progress_updates_live(ui, world, 
     expect(page.locator("svg.timeline")).to_be_visible()
     ui.audit()
 
-    # Start: phase 1 (beta testers) applies, the page catches up without a reload.
-    page.get_by_role("button", name="Start").click()
+    # Start: phase 1 (beta testers) applies, the page catches up without a reload. (Starting
+    # now sends a support briefing late: the page offers to schedule instead; we confirm.)
+    page.get_by_role("button", name="Start", exact=True).click()
     expect(progress.locator(".current-phase")).to_contain_text("1 of 5")
     expect(page.locator("#rollout-header")).to_contain_text("Running")
     expect(progress.locator(".exposure-text")).to_have_text("Beta testers")

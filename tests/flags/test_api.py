@@ -424,8 +424,8 @@ def test_sdk_keys__admin__raw_key_once_then_masked_then_revoked(admin_client_rol
     assert revoked.json()["active"] is False
 
 
-def test_schema__flags_paths_documented(client):
-    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def test_schema__flags_paths_documented(rm_client):
+    response = rm_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
 
     paths = response.json()["paths"]
     assert "/api/v1/flags/{key}/environments/{env}/" in paths

@@ -55,6 +55,8 @@ def _process_env() -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         CONN_MAX_AGE="0",
         CACHE_KEY_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
+        # The tests' receivers listen on 127.0.0.1 (core.outbound refuses loopback otherwise).
+        ROLLCALL_OUTBOUND_ALLOW=",".join(settings.ROLLCALL_OUTBOUND_ALLOW),
     )
     return env
 

@@ -6,18 +6,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The probe asks as an admin (a superuser object: no database needed to be one), who sees
+# which check failed; anonymous callers get the status only.
 PROBE = """
-import django, json
+import django, json, sys
+from types import SimpleNamespace
 django.setup()
-from django.test import Client
-r = Client().get('/readyz', HTTP_HOST='localhost')
-print(json.dumps({'status': r.status_code, 'body': r.json()}))
+from django.test import RequestFactory
+from core.views import readyz
+request = RequestFactory().get('/readyz', HTTP_HOST='localhost')
+admin = SimpleNamespace(is_authenticated=True, is_superuser=True)
+request.user = admin if sys.argv[1] == 'admin' else SimpleNamespace(is_authenticated=False)
+r = readyz(request)
+print(json.dumps({'status': r.status_code, 'body': json.loads(r.content)}))
 """
 
 
-def _probe(**env: str) -> dict:
+def _probe(who: str = "admin", **env: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", PROBE, who],
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
         capture_output=True,
@@ -46,3 +53,8 @@ def test_readyz__broker_unreachable__503_names_broker(db):
     answer = _probe(REDIS_URL="redis://127.0.0.1:1/0")
     assert answer["status"] == 503
     assert answer["body"]["checks"] == {"database": "ok", "broker": "failed"}
+
+
+def test_readyz__database_unreachable__anonymous_sees_status_only(db):
+    answer = _probe("anonymous", DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere")
+    assert answer == {"status": 503, "body": {"status": "not ready"}}

@@ -156,6 +156,23 @@ bodies = (
     | json_values.map(json.dumps)
     | st.binary(max_size=200)
     | st.text(max_size=200)
+    # Valid payloads in another encoding (json.loads would guess UTF-16/32).
+    | st.tuples(
+        payloads.map(json.dumps), st.sampled_from(["utf-16", "utf-16-be", "utf-32-le"])
+    ).map(lambda pair: pair[0].encode(pair[1]))
+    # Deeply nested documents, alone or inside a payload.
+    | st.integers(min_value=60, max_value=20_000).map(lambda depth: "[" * depth + "]" * depth)
+    | st.tuples(payloads, st.integers(min_value=60, max_value=5_000)).map(
+        lambda pair: (
+            json.dumps(pair[0])[:-1]
+            + (", " if len(pair[0]) else "")
+            + '"x": '
+            + '{"a": ' * pair[1]
+            + "1"
+            + "}" * pair[1]
+            + "}"
+        )
+    )
 )
 
 
@@ -212,3 +229,15 @@ def test_hook__nul_character_in_the_secret__404(client, running):
         HTTP_AUTHORIZATION="Bearer abc\x00def",
     )
     assert response.status_code == 404
+
+
+def test_hook__body_over_the_limit__413_and_nothing_changes(client, running):
+    from rollouts.hook_views import MAX_BODY
+
+    before = fingerprint_of_state(running)
+    payload = alert_payload(alert(rollout=running.key))
+    payload["padding"] = "x" * MAX_BODY
+    response = post(client, url_for(running), payload)
+    assert response.status_code == 413
+    assert response.json()["message"] == f"The body is larger than {MAX_BODY} bytes."
+    assert fingerprint_of_state(running) == before

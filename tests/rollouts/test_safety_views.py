@@ -492,14 +492,19 @@ def test_calendar__busy_day__bounded_entries_with_a_count_of_the_rest(
 
 
 def test_calendar_feed__personal_token__ics_with_the_changes(rm_client, staging, release_manager):
-    from comms.models import FeedToken
+    from core.models import FeedToken
 
     now = timezone.now()
     start(make_rollout(environment=staging, phases=soak_plan(10, 50, soak=timedelta(hours=2))))
     freeze("Code freeze", environment=staging, starts_at=now + timedelta(hours=5),
            ends_at=now + timedelta(hours=7))  # fmt: skip
+    first = rm_client.get("/rollouts/calendar/").content.decode()
+    assert "Create feed link" in first
+    assert not FeedToken.objects.exists()  # a GET writes nothing
+    created = rm_client.post("/rollouts/calendar/feed-token", {"op": "create"})
+    assert created.status_code == 302
     page = rm_client.get("/rollouts/calendar/").content.decode()
-    token = FeedToken.objects.get(user=release_manager).token
+    token = FeedToken.objects.get(user=release_manager, scope="calendar").token
     assert f"/rollouts/calendar/{token}.ics" in page
 
     response = rm_client.get(f"/rollouts/calendar/{token}.ics")
@@ -511,11 +516,32 @@ def test_calendar_feed__personal_token__ics_with_the_changes(rm_client, staging,
 
 
 def test_calendar_feed__unknown_token_or_no_role__404(client, make_user):
-    from comms.models import FeedToken
+    from core.models import FeedToken
 
     assert client.get("/rollouts/calendar/nope.ics").status_code == 404
-    token = FeedToken.objects.create(user=make_user("norole")).token
+    token = FeedToken.objects.create(user=make_user("norole"), scope="calendar").token
     assert client.get(f"/rollouts/calendar/{token}.ics").status_code == 404
+
+
+def test_calendar_feed__changelog_token__404(client, release_manager):
+    from core.models import FeedToken
+    from core.services import feed_token_create
+
+    token = feed_token_create(user=release_manager, scope=FeedToken.Scope.CHANGELOG).token
+    assert client.get(f"/rollouts/calendar/{token}.ics").status_code == 404
+
+
+def test_calendar_feed_token__reset_and_revoke(rm_client, release_manager):
+    from core.models import FeedToken
+
+    rm_client.post("/rollouts/calendar/feed-token", {"op": "create"})
+    old = FeedToken.objects.get(user=release_manager, scope="calendar").token
+    rm_client.post("/rollouts/calendar/feed-token", {"op": "reset"})
+    new = FeedToken.objects.get(user=release_manager, scope="calendar").token
+    assert new != old
+    assert rm_client.get(f"/rollouts/calendar/{old}.ics").status_code == 404
+    rm_client.post("/rollouts/calendar/feed-token", {"op": "revoke"})
+    assert rm_client.get(f"/rollouts/calendar/{new}.ics").status_code == 404
 
 
 # --------------------------------------------------------------------------------------------

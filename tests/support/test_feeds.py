@@ -7,9 +7,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from django.urls import reverse
 
-from comms.models import DocLink, FeedToken
+from comms.models import DocLink
+from core.models import FeedToken
+from core.services import feed_token_create
 from rollouts.models import Release, Rollout
-from support.services import feed_token_get_or_create
 from tests.support.factories import (
     DocLinkFactory,
     EnvironmentFactory,
@@ -88,7 +89,7 @@ def mixed(db):
 def test_changelog_feed__valid_atom_with_every_release_and_internal_details(
     client, support_user, mixed
 ):
-    token = feed_token_get_or_create(user=support_user).token
+    token = feed_token_create(user=support_user, scope=FeedToken.Scope.CHANGELOG).token
 
     response = client.get(reverse("support:changelog_feed", args=[token]))
 
@@ -103,7 +104,7 @@ def test_changelog_feed__valid_atom_with_every_release_and_internal_details(
 
 
 def test_changelog_feed__label_and_environment_filters(client, support_user, mixed):
-    token = feed_token_get_or_create(user=support_user).token
+    token = feed_token_create(user=support_user, scope=FeedToken.Scope.CHANGELOG).token
     url = reverse("support:changelog_feed", args=[token])
 
     fixes = _parse_atom(client.get(url, {"label": "fix"}).content)
@@ -124,7 +125,7 @@ def test_changelog_feed__bad_token_or_user__404(client, make_user, mixed, case):
         if case == "inactive":
             user.is_active = False
             user.save()
-        token = feed_token_get_or_create(user=user).token
+        token = feed_token_create(user=user, scope=FeedToken.Scope.CHANGELOG).token
 
     response = client.get(reverse("support:changelog_feed", args=[token]))
 
@@ -132,22 +133,53 @@ def test_changelog_feed__bad_token_or_user__404(client, make_user, mixed, case):
 
 
 def test_feed_token_reset__old_url_stops_working(support_client, support_user, mixed):
-    old = feed_token_get_or_create(user=support_user).token
+    old = feed_token_create(user=support_user, scope=FeedToken.Scope.CHANGELOG).token
 
     response = support_client.post(reverse("support:feed_token_reset"))
 
-    new = FeedToken.objects.get(user=support_user).token
+    new = FeedToken.objects.get(user=support_user, scope=FeedToken.Scope.CHANGELOG).token
     assert response.status_code == 302
     assert new != old
     assert support_client.get(reverse("support:changelog_feed", args=[old])).status_code == 404
     assert support_client.get(reverse("support:changelog_feed", args=[new])).status_code == 200
 
 
-def test_changelog_page__shows_personal_feed_url(support_client, support_user, mixed):
+def test_changelog_page__get_creates_no_token__offers_create_button(support_client, support_user):
     response = support_client.get(reverse("support:changelog"))
 
-    token = FeedToken.objects.get(user=support_user).token
+    assert not FeedToken.objects.filter(user=support_user).exists()
+    assert "Create feed link" in response.content.decode()
+
+
+def test_changelog_page__after_create__shows_personal_feed_url(support_client, support_user, mixed):
+    created = support_client.post(reverse("support:feed_token_reset"), {"op": "create"})
+    response = support_client.get(reverse("support:changelog"))
+
+    assert created.status_code == 302
+    token = FeedToken.objects.get(user=support_user, scope=FeedToken.Scope.CHANGELOG).token
     assert f"/support/feed/{token}.atom" in response.content.decode()
+
+
+def test_feed_token_revoke__url_stops_working(support_client, support_user, mixed):
+    token = feed_token_create(user=support_user, scope=FeedToken.Scope.CHANGELOG).token
+    support_client.post(reverse("support:feed_token_reset"), {"op": "revoke"})
+    assert support_client.get(reverse("support:changelog_feed", args=[token])).status_code == 404
+
+
+def test_feed_tokens__changelog_and_calendar_separate__calendar_token_opens_no_changelog(
+    client, support_user, mixed
+):
+    calendar = feed_token_create(user=support_user, scope=FeedToken.Scope.CALENDAR).token
+    changelog = feed_token_create(user=support_user, scope=FeedToken.Scope.CHANGELOG).token
+    assert calendar != changelog
+    assert client.get(reverse("support:changelog_feed", args=[calendar])).status_code == 404
+    feed_token_create(user=support_user, scope=FeedToken.Scope.CHANGELOG)  # reset one
+    assert FeedToken.objects.get(user=support_user, scope="calendar").token == calendar
+
+
+def test_feed_token_reset__get__not_allowed(support_client, support_user):
+    assert support_client.get(reverse("support:feed_token_reset")).status_code == 405
+    assert not FeedToken.objects.exists()
 
 
 # --------------------------------------------------------------------------------------------
