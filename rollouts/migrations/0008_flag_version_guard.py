@@ -4,25 +4,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rollouts', '0007_guarded_phases_checks'),
+        ("rollouts", "0007_guarded_phases_checks"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='historicalrollout',
-            name='applied_flag_version',
+            model_name="historicalrollout",
+            name="applied_flag_version",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='rollout',
-            name='applied_flag_version',
+            model_name="rollout",
+            name="applied_flag_version",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='hold',
-            name='kind',
-            field=models.CharField(choices=[('manual', 'Held by a person'), ('alert', 'Alert firing'), ('freeze', 'Freeze window'), ('declined', 'Approval declined'), ('check', 'Metric check failed or inconclusive'), ('failing', 'Scheduled step keeps failing'), ('flag_edited', 'Flag edited by hand')], max_length=16),
+            model_name="hold",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("manual", "Held by a person"),
+                    ("alert", "Alert firing"),
+                    ("freeze", "Freeze window"),
+                    ("declined", "Approval declined"),
+                    ("check", "Metric check failed or inconclusive"),
+                    ("failing", "Scheduled step keeps failing"),
+                    ("flag_edited", "Flag edited by hand"),
+                ],
+                max_length=16,
+            ),
         ),
     ]
