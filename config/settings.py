@@ -286,9 +286,10 @@ COMMS_DELIVERY_STALE_SECONDS = env.int(
     "COMMS_DELIVERY_STALE_SECONDS", default=COMMS_SEND_TIME_LIMIT + 2 * ROLLCALL_TICK_SECONDS
 )
 COMMS_DELIVERY_REQUEUE_SECONDS = env.int("COMMS_DELIVERY_REQUEUE_SECONDS", default=600)
-# Seconds a process answers flag evaluations from its compiled snapshot before re-checking the
-# environment's config version in the cache (changes made by other processes show up within it).
-FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=1.0)
+# Seconds between a process's checks for flag or SDK-key changes made by other processes (one
+# Redis GET, or one tiny versions query without Redis); the staleness bound is about this plus
+# a request. See flags/freshness.py.
+FLAGS_SNAPSHOT_TTL = env.float("FLAGS_SNAPSHOT_TTL", default=0.5)
 
 # Guarded rollouts (issue 16). Phase checks ask the environment's Prometheus (set per
 # environment in the UI/API; ROLLCALL_PROMETHEUS_URL is the default for environments without

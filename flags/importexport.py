@@ -506,6 +506,17 @@ def _apply(
                 flag.save()
                 changed = True
         state = states.get(feature.key)
+        if state is None or state.enabled != feature.enabled or state.rules != rules:
+            services.check_state_change(  # the environment's approval policy applies here too
+                services.StateChange(
+                    flag_key=feature.key,
+                    environment=env,
+                    old_enabled=state.enabled if state is not None else False,
+                    old_rules=state.rules if state is not None else [],
+                    new_enabled=feature.enabled,
+                    new_rules=rules,
+                )
+            )
         if state is None:
             state = FlagState(flag=flag, environment=env, enabled=feature.enabled, rules=rules)
             set_history_user(state, actor)

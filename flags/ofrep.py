@@ -298,6 +298,8 @@ def single_answer(
     except _BadRequest as exc:
         return 400, {"key": key, "errorCode": exc.code, "errorDetails": exc.details}
     if key not in compiled.snapshot:
+        compiled = snapshot.load_latest(compiled.environment_id)  # created a moment ago?
+    if key not in compiled.snapshot:
         return 404, {
             "key": key,
             "errorCode": "FLAG_NOT_FOUND",

@@ -5,10 +5,11 @@ send) or `X-API-Key: <key>`. Keys look like `rc_<environment-key>_<public id>_<s
 SHA-256 hashes. A request may name the environment it expects in `X-Rollcall-Environment`;
 a key of another environment is then refused.
 
-Lookups are cached in the process for `settings.FLAGS_SNAPSHOT_TTL` seconds and in the Django
-cache (`flags:sdkkey:<hash>`), so a warm request does no query. `sdk_key_revoke` calls
-`forget()` on commit: the revocation applies at once in that process and, through the cache,
-within the TTL everywhere else. Keys only evaluate: the management API never accepts them.
+Lookups are kept in the process while `flags.freshness` reports no SDK-key change (it checks
+at most every `settings.FLAGS_SNAPSHOT_TTL` seconds), and with a shared cache also in the
+Django cache (`flags:sdkkey:<hash>`), so a warm request does no query. `sdk_key_revoke` calls
+`forget()` on commit: the revocation applies at once in that process and within the same
+interval everywhere else. Keys only evaluate: the management API never accepts them.
 
 Two kinds: `server` keys may use every machine endpoint; `frontend` keys (shipped in browser
 and mobile apps, so public) only get evaluated answers: the Unleash frontend API and OFREP,
@@ -25,6 +26,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.http import HttpRequest
 
+from flags import freshness
 from flags.snapshot import cache_call
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class AuthError(Exception):
 _LOCAL: dict[str, tuple[KeyInfo | None, float]] = {}
 # Bumped by forget(): a lookup that started before a revocation must not store its answer.
 _GENERATION = [0]
+# The SDK keys' fingerprint (`freshness.keys_fingerprint`) the entries of _LOCAL were read at.
+_FINGERPRINT: list[tuple[int, int, int] | None] = [None]
 _clock = time.monotonic
 
 
@@ -113,15 +117,23 @@ def require_kind(info: KeyInfo, kinds: frozenset[str]) -> None:
 
 def lookup(key_hash: str) -> KeyInfo | None:
     """The active key with this hash (in-process, then cache, then one query)."""
+    fingerprint = freshness.keys_fingerprint()
+    if fingerprint != _FINGERPRINT[0]:  # a key was created, revoked or deleted somewhere
+        _GENERATION[0] += 1
+        _LOCAL.clear()
+        _FINGERPRINT[0] = fingerprint
     entry = _LOCAL.get(key_hash)
     now = _clock()
-    if entry is not None and now - entry[1] < settings.FLAGS_SNAPSHOT_TTL:
+    shared = freshness.cache_is_shared()
+    # Without a shared cache the fingerprint alone says when an entry may be out of date.
+    if entry is not None and (not shared or now - entry[1] < settings.FLAGS_SNAPSHOT_TTL):
         return entry[0]
     generation = _GENERATION[0]
-    info = _from_cache(key_hash)
+    info = _from_cache(key_hash) if shared else _MISS
     if info is _MISS:
         info = _from_database(key_hash)
-        cache_call("add", CACHE_KEY.format(key_hash), _encode(info), CACHE_TIMEOUT)
+        if shared:
+            cache_call("add", CACHE_KEY.format(key_hash), _encode(info), CACHE_TIMEOUT)
     if len(_LOCAL) > 10_000:
         _LOCAL.clear()  # bound memory under a flood of random keys
     if _GENERATION[0] == generation:
@@ -134,10 +146,12 @@ def forget(key_hash: str) -> None:
     _GENERATION[0] += 1
     _LOCAL.pop(key_hash, None)
     cache_call("set", CACHE_KEY.format(key_hash), _DENIED, CACHE_TIMEOUT)
+    freshness.publish()
 
 
 def clear_local() -> None:
     _LOCAL.clear()
+    _FINGERPRINT[0] = None
 
 
 _MISS = object()

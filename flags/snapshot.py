@@ -1,20 +1,21 @@
 """Compiled per-environment snapshots: built once per config version, shared by all requests.
 
-Steady state does no database query and no cache round trip: each process keeps
-`{environment_id: (Compiled, checked_at)}` and re-checks the environment's version at most every
-`settings.FLAGS_SNAPSHOT_TTL` seconds, through the Django cache (Redis in production):
+Steady state does no database query and no cache round trip per evaluation: each process keeps
+`{environment_id: Compiled}` and serves it while `flags.freshness` (one shared check at most
+every `settings.FLAGS_SNAPSHOT_TTL` seconds per process: a Redis counter, or one tiny versions
+query on the embedded default) reports no newer config version for the environment.
 
-- `flags:env:<id>:version` holds the config version. Services publish it when their transaction
-  commits (`publish_versions`, called by `services.environments_bump`); a reader that finds
-  no version reads it from the database once and `add`s it (never overwriting a newer one).
-  The key expires after `VERSION_TIMEOUT` seconds so that a lost race heals by itself.
 - `flags:env:<id>:state:<version>` holds the environment's client-API JSON, so a new process
-  compiles from the cache instead of rebuilding the document from the database.
+  compiles from the cache instead of rebuilding the document from the database. A document
+  is only stored outside a transaction of our own, so its content is at least its version.
+- Services call `publish_versions` when their transaction commits (`services.environments_bump`):
+  it increments the shared change counter and makes this process re-check at once.
 
-Versions only move forward: a process never replaces its snapshot by an older one. Changes made
-in this process are visible at once (`invalidate_local` runs on commit); changes made by other
-processes within `FLAGS_SNAPSHOT_TTL` seconds. When the environment's snapshot is being
-refreshed by another thread, requests keep answering from the previous one meanwhile.
+Versions only move forward: a process never replaces its snapshot by an older one, not even
+after `invalidate_local` (`_SEEN` keeps the highest version served). Changes made in this
+process are visible at once; changes made by other processes within `FLAGS_SNAPSHOT_TTL`
+seconds. When the environment's snapshot is being refreshed by another thread, requests keep
+answering from the previous one meanwhile.
 
 Keys identify an environment by id and version, so two databases must not share one cache
 without distinct `CACHE_KEY_PREFIX` values (tests clear the cache between cases).
@@ -26,21 +27,18 @@ import hashlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 
-from flags import engine
+from flags import engine, freshness
 
 logger = logging.getLogger(__name__)
 
-VERSION_KEY = "flags:env:{}:version"
 STATE_KEY = "flags:env:{}:state:{}"
-VERSION_TIMEOUT = 60
 STATE_TIMEOUT = 24 * 3600
 # Stickiness values that hash the user (`default` falls back to the session id).
 _USER_STICKINESS = {"userId": True, "default": False}
@@ -70,11 +68,12 @@ class Compiled:
     impression_data: Mapping[str, bool] = field(default_factory=dict)
 
 
-_LOCAL: dict[int, tuple[Compiled, float]] = {}
+_LOCAL: dict[int, Compiled] = {}
+# The highest version this process has served per environment (survives invalidate_local).
+_SEEN: dict[int, int] = {}
 _REFRESH = threading.Lock()
 # Bumped by invalidate_local: a refresh that started before it must not store its result.
 _GENERATION = [0]
-_clock = time.monotonic
 
 
 def get_snapshot(environment_id: int) -> engine.Snapshot:
@@ -85,16 +84,33 @@ def get_snapshot(environment_id: int) -> engine.Snapshot:
 def load(environment_id: int) -> Compiled:
     """The environment's `Compiled` state; raises EnvironmentNotFound."""
     entry = _LOCAL.get(environment_id)
-    if entry is not None and _clock() - entry[1] < settings.FLAGS_SNAPSHOT_TTL:
-        return entry[0]
-    if entry is not None and not _REFRESH.acquire(blocking=False):
-        return entry[0]  # another thread is refreshing: answer from the previous version
-    if entry is None:
+    if entry is not None:
+        wanted = freshness.environment_version(environment_id)
+        if wanted is not None and entry.version >= wanted:
+            return entry
+        if not _REFRESH.acquire(blocking=False):
+            return entry  # another thread is refreshing: answer from the previous version
+    else:
         _REFRESH.acquire()
     try:
         return _refresh(environment_id)
     finally:
         _REFRESH.release()
+
+
+def load_latest(environment_id: int) -> Compiled:
+    """`load` after checking for changes now: before answering that a flag does not exist.
+
+    One version check (a Redis GET, or the tiny versions query) per such answer, so a flag is
+    never answered as missing by a process once another one committed it.
+    """
+    freshness.recheck()
+    compiled = load(environment_id)
+    wanted = freshness.environment_version(environment_id)
+    if wanted is not None and compiled.version < wanted:
+        with _REFRESH:  # another thread is refreshing: wait for it rather than answer the old
+            return _refresh(environment_id)
+    return compiled
 
 
 def invalidate_local() -> None:
@@ -103,12 +119,16 @@ def invalidate_local() -> None:
     _LOCAL.clear()
 
 
-def publish_versions() -> None:
-    """Push every environment's current config version to the cache (after a commit)."""
-    from flags.models import Environment
+def forget_seen() -> None:
+    """Forget even the versions served (tests: a brand-new process)."""
+    invalidate_local()
+    _SEEN.clear()
+    freshness.forget_local()
 
-    versions = dict(Environment.objects.values_list("id", "config_version"))
-    cache_call("set_many", {VERSION_KEY.format(i): v for i, v in versions.items()}, VERSION_TIMEOUT)
+
+def publish_versions() -> None:
+    """Tell every process that config versions moved (after a commit)."""
+    freshness.publish()
 
 
 def cache_call(method: str, *args: Any) -> Any:
@@ -121,27 +141,25 @@ def cache_call(method: str, *args: Any) -> Any:
 
 
 def _refresh(environment_id: int) -> Compiled:
-    now = _clock()
     generation = _GENERATION[0]
     entry = _LOCAL.get(environment_id)
-    if entry is not None and now - entry[1] < settings.FLAGS_SNAPSHOT_TTL:
-        return entry[0]  # refreshed by the thread we waited for
     version = _current_version(environment_id)
-    if entry is not None and version <= entry[0].version:
-        compiled = entry[0]
-    else:
-        compiled = _compile(environment_id, version)
-    if _GENERATION[0] == generation:
-        _LOCAL[environment_id] = (compiled, now)
+    if entry is not None and version <= entry.version:
+        return entry  # refreshed by the thread we waited for
+    version = max(version, _SEEN.get(environment_id, 0))
+    compiled = _compile(environment_id, version)
+    if _GENERATION[0] == generation and not _in_own_transaction():
+        _LOCAL[environment_id] = compiled
+        if compiled.version > _SEEN.get(environment_id, 0):
+            _SEEN[environment_id] = compiled.version
     return compiled
 
 
 def _current_version(environment_id: int) -> int:
     from flags.models import Environment
 
-    key = VERSION_KEY.format(environment_id)
-    version = cache_call("get", key)
-    if version is None:
+    version = freshness.environment_version(environment_id)
+    if version is None:  # created since the last check, or gone
         version = (
             Environment.objects.filter(pk=environment_id)
             .values_list("config_version", flat=True)
@@ -149,8 +167,12 @@ def _current_version(environment_id: int) -> int:
         )
         if version is None:
             raise EnvironmentNotFound(environment_id)
-        cache_call("add", key, version, VERSION_TIMEOUT)
     return int(version)
+
+
+def _in_own_transaction() -> bool:
+    """Inside a transaction this code opened (not a test case's): reads may be uncommitted."""
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
 
 
 def _compile(environment_id: int, version: int) -> Compiled:
@@ -166,7 +188,8 @@ def _compile(environment_id: int, version: int) -> Compiled:
         version = max(version, environment.config_version)
         state = environment_client_state(environment)
         raw = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
-        cache_call("set", STATE_KEY.format(environment_id, version), raw, STATE_TIMEOUT)
+        if not _in_own_transaction():
+            cache_call("set", STATE_KEY.format(environment_id, version), raw, STATE_TIMEOUT)
         logger.info("flags.snapshot_built environment_id=%s version=%s", environment_id, version)
     else:
         state = json.loads(raw)

@@ -32,3 +32,9 @@ class RolloutsConfig(AppConfig):
         from rollouts.failures import AdvanceFailures
 
         register_source(AdvanceFailures())
+
+        from flags.services import register_state_check
+        from rollouts.services.direct_writes import direct_state_change_refusal
+
+        # Direct flag-state writes follow the environments' approval policies too.
+        register_state_check(direct_state_change_refusal)

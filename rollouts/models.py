@@ -95,6 +95,9 @@ class Rollout(BaseModel):
     next_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # The flag state in this environment before the rollout touched it: {"enabled", "rules"}.
     captured_state = models.JSONField(null=True, blank=True)
+    # The flag state's version right after this rollout last changed it (or a person accepted
+    # a hand edit by resuming): another version before the next phase means a hand edit.
+    applied_flag_version = models.PositiveIntegerField(null=True, blank=True)
     allow_decreasing = models.BooleanField(
         default=False, help_text="Allow a phase with less exposure than the one before."
     )
@@ -365,6 +368,7 @@ class Hold(BaseModel):
         DECLINED = "declined", "Approval declined"
         CHECK = "check", "Metric check failed or inconclusive"
         FAILING = "failing", "Scheduled step keeps failing"
+        FLAG_EDITED = "flag_edited", "Flag edited by hand"
 
     rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="holds")
     kind = models.CharField(max_length=16, choices=Kind.choices)

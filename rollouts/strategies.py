@@ -371,6 +371,38 @@ def _variant(name: str, weight: int) -> dict[str, Any]:
     }
 
 
+def answers_a_value(strategy_key: str) -> bool:
+    """Whether the strategy's flag answers a value (a slot) rather than on/off."""
+    return strategy(strategy_key).flag_type != "boolean"
+
+
+def resting_rules(*, strategy_key: str, flag_key: str, title: str = "") -> list[dict[str, Any]]:
+    """The rules that answer the old version explicitly: before the rollout and after rollback.
+
+    Only for strategies whose answer is a value (blue/green answers "blue" to everyone), so a
+    service's own default never decides where traffic goes. Boolean strategies need none: a
+    disabled flag already answers false.
+    """
+    if not answers_a_value(strategy_key):
+        return []
+    return exposure_rules(
+        strategy_key=strategy_key, flag_key=flag_key, percentage=0, segment_id=None, title=title
+    )
+
+
+def answers_explicitly(strategy_key: str, *, enabled: bool, rules: list[dict[str, Any]]) -> bool:
+    """Whether a flag state gives the strategy's callers an explicit answer (not their default)."""
+    if not answers_a_value(strategy_key):
+        return True
+    return enabled and any(
+        (r.get("parameters") or {}).get("rollout") == "100"
+        and not r.get("segments")
+        and not r.get("constraints")
+        and r.get("variants")
+        for r in rules
+    )
+
+
 def exposure_rules(
     *,
     strategy_key: str,

@@ -48,7 +48,7 @@ def clear_flag_caches() -> None:
     """
     from flags import sdk_auth, sdk_usage, snapshot
 
-    snapshot.invalidate_local()
+    snapshot.forget_seen()
     sdk_auth.clear_local()
     sdk_usage.reset()
     client = getattr(getattr(cache, "_cache", None), "get_client", None)

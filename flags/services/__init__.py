@@ -11,6 +11,7 @@ Modules, by concern (import from here: `from flags.services import flag_toggle`)
 - `environments`: environments and SDK keys (admins).
 - `validation`: the vocabulary (operators, strategies, payload types) and `validate_*`.
 - `common`: the actor type, history authorship, state locks, `environments_bump`.
+- `guards`: checks direct state writes pass (higher apps register them, e.g. approval policy).
 """
 
 from flags.services.common import Actor, environments_bump
@@ -28,6 +29,12 @@ from flags.services.flags import (
     flag_state_update,
     flag_toggle,
     flag_update,
+)
+from flags.services.guards import (
+    StateChange,
+    check_state_change,
+    register_state_check,
+    through_rollout,
 )
 from flags.services.rules import rule_add, rule_delete, rule_move, rule_update
 from flags.services.segments import (
@@ -62,6 +69,8 @@ __all__ = [
     "TOTAL_WEIGHT",
     "Actor",
     "SegmentUse",
+    "StateChange",
+    "check_state_change",
     "environment_create",
     "environment_move",
     "environment_update",
@@ -71,6 +80,7 @@ __all__ = [
     "flag_state_update",
     "flag_toggle",
     "flag_update",
+    "register_state_check",
     "rule_add",
     "rule_delete",
     "rule_move",
@@ -81,6 +91,7 @@ __all__ = [
     "segment_delete",
     "segment_update",
     "segment_usage",
+    "through_rollout",
     "validate_constraints",
     "validate_rules",
     "validate_tags",

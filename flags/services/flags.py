@@ -19,6 +19,7 @@ from flags.services.common import (
     lock_state,
     set_history_user,
 )
+from flags.services.guards import StateChange, check_state_change
 from flags.services.validation import validate_rules, validate_tags, validate_variants
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def flag_state_update(
             f"(version {state.version}, you edited {expected_version}). Reload and try again."
         )
     changed = False
+    old_enabled, old_rules = state.enabled, state.rules
     if rules is not None:
         clean = validate_rules(rules, check_values=True)
         if clean != state.rules:
@@ -106,6 +108,16 @@ def flag_state_update(
         changed = True
     if not changed:
         return state
+    check_state_change(
+        StateChange(
+            flag_key=flag.key,
+            environment=environment,
+            old_enabled=old_enabled,
+            old_rules=old_rules,
+            new_enabled=state.enabled,
+            new_rules=state.rules,
+        )
+    )
     state.version += 1
     set_history_user(state, actor)
     state.save()

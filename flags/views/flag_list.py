@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from core.exceptions import ApplicationError
-from core.http import AuthenticatedHttpRequest, done, render_page
+from core.http import AuthenticatedHttpRequest, done, render_page, toast
 from core.roles import require
 from flags import services, ui_selectors
 from flags.forms import FlagCreateForm, FlagFilterForm, parse_tags
-from flags.models import Environment, Flag
+from flags.models import Environment, Flag, FlagState
 from flags.views.common import FLAG_CHANGED, created_redirect, form_error, form_status, next_url
 from flags.views.flag_page import env_section_response
 
@@ -75,9 +76,12 @@ def flag_toggle(request: AuthenticatedHttpRequest, key: str, env: str) -> HttpRe
     flag = get_object_or_404(Flag, key=key)
     environment = get_object_or_404(Environment, key=env)
     enabled = request.POST.get("enabled") == "on"
-    state = services.flag_toggle(
-        flag=flag, environment=environment, enabled=enabled, actor=request.user
-    )
+    try:
+        state = services.flag_toggle(
+            flag=flag, environment=environment, enabled=enabled, actor=request.user
+        )
+    except ApplicationError as exc:  # e.g. the environment's approval policy
+        return _toggle_refused(request, flag, environment, exc.message)
     response = None
     if request.htmx:
         if request.POST.get("view") == "detail":
@@ -96,3 +100,22 @@ def flag_toggle(request: AuthenticatedHttpRequest, key: str, env: str) -> HttpRe
         events=[FLAG_CHANGED],
         response=response,
     )
+
+
+def _toggle_refused(
+    request: AuthenticatedHttpRequest, flag: Flag, environment: Environment, message: str
+) -> HttpResponse:
+    """The toggle as it still is, with the reason it did not change."""
+    if request.htmx:
+        if request.POST.get("view") == "detail":
+            response = env_section_response(request, flag.key, environment.key)
+        else:
+            state = FlagState.objects.get(flag=flag, environment=environment)
+            response = render(
+                request,
+                "flags/list.html#toggle",
+                {"flag": flag, "env": environment, "state": state},
+            )
+        return toast(response, message, level="error")
+    messages.error(request, message)
+    return redirect(next_url(request, reverse("flags:list")))

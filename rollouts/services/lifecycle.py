@@ -21,10 +21,18 @@ from django.db.models import Exists, OuterRef
 
 from core.exceptions import ApplicationError, ConflictError
 from flags.models import FlagState, Segment
-from flags.services import flag_state_update
+from flags.services import flag_state_update, through_rollout
 from rollouts import scheduling, strategies
 from rollouts import windows as windows_mod
-from rollouts.models import Approval, ApprovalPolicy, ChecklistItem, Phase, Rollout, RolloutEvent
+from rollouts.models import (
+    Approval,
+    ApprovalPolicy,
+    ChecklistItem,
+    Hold,
+    Phase,
+    Rollout,
+    RolloutEvent,
+)
 from rollouts.services.common import (
     LIVE_STATES,
     STOPPED_STATES,
@@ -46,7 +54,7 @@ from rollouts.services.gates import (
     gate_status,
     promotion_blocker,
 )
-from rollouts.services.holds import _active_holds, _clear_holds
+from rollouts.services.holds import _active_holds, _clear_holds, _hold
 from rollouts.services.sweep import SweepCache
 from rollouts.services.windows import _check_window, _due
 from rollouts.windows import WindowSpec
@@ -75,9 +83,14 @@ def _apply_exposure(rollout: Rollout, phase: Phase, actor: AbstractBaseUser | No
         segment_id=phase.segment_id,
         title=f"Rollout {rollout.key}: {phase.name}"[:200],
     )
-    return flag_state_update(
-        flag=rollout.flag, environment=rollout.environment, actor=actor, enabled=True, rules=rules
-    )
+    with through_rollout():  # the phase's gates applied
+        return flag_state_update(
+            flag=rollout.flag,
+            environment=rollout.environment,
+            actor=actor,
+            enabled=True,
+            rules=rules,
+        )
 
 
 def _check_no_other_live(rollout: Rollout) -> None:
@@ -95,6 +108,54 @@ def _check_no_other_live(rollout: Rollout) -> None:
             "finish, roll back or cancel it first.",
             field="flag",
         )
+
+
+def _remember_flag_version(rollout: Rollout, version: int) -> None:
+    """The flag version this rollout left behind (compared before its next phase)."""
+    rollout.applied_flag_version = version
+    Rollout.objects.filter(pk=rollout.pk).update(applied_flag_version=version)
+
+
+def _current_flag_state(rollout: Rollout) -> FlagState | None:
+    return FlagState.objects.filter(
+        flag_id=rollout.flag_id, environment_id=rollout.environment_id
+    ).first()
+
+
+def _hand_edit(rollout: Rollout, phases: Sequence[Phase]) -> str | None:
+    """Why the next phase must not apply: the flag changed since this rollout last set it."""
+    if rollout.applied_flag_version is None or rollout.current_phase_index < 0:
+        return None
+    state = _current_flag_state(rollout)
+    if state is None or state.version == rollout.applied_flag_version:
+        return None
+    last = state.history.order_by("-history_date").select_related("history_user").first()
+    who = f" by {last.history_user}" if last is not None and last.history_user else ""
+    done = phases[rollout.current_phase_index].name
+    return (
+        f"{rollout.flag.key} in {rollout.environment.name} was edited{who} since phase "
+        f"{rollout.current_phase_index + 1} ({done}) applied (flag version "
+        f"{rollout.applied_flag_version} -> {state.version}); the next phase would overwrite "
+        "the edit. Review the flag, then resume to apply the next phase over it, or roll back."
+    )
+
+
+def _newer_rollout(rollout: Rollout) -> Rollout | None:
+    """A rollout of the same flag and environment that changed the flag after this one did."""
+    if rollout.started_at is None:
+        return None
+    return (
+        Rollout.objects.filter(
+            flag_id=rollout.flag_id,
+            environment_id=rollout.environment_id,
+            started_at__gt=rollout.started_at,
+        )
+        .exclude(pk=rollout.pk)
+        # A newer rollout rolled back with "restore" gave the flag back as this one left it.
+        .exclude(state=State.ROLLED_BACK, rollback_mode=Rollout.RollbackMode.RESTORE)
+        .order_by("-started_at")
+        .first()
+    )
 
 
 def _check_schedulable(rollout: Rollout, phases: Sequence[Phase], now: datetime) -> None:
@@ -282,6 +343,7 @@ def _advance_to(
     )
     # Last, so the environment row (bumped by flags) is locked for the shortest time.
     state = _apply_exposure(rollout, phase, actor)
+    _remember_flag_version(rollout, state.version)
     logger.info(
         "rollout.advanced rollout_id=%s key=%s phase=%s percentage=%s source=%s lateness_s=%s "
         "flag_version=%s",
@@ -457,6 +519,13 @@ def rollout_advance(
                 policy=policy,
             )  # fmt: skip
             return True
+        edited = _hand_edit(rollout, phases)
+        if edited is not None:
+            _hold(
+                rollout, kind=Hold.Kind.FLAG_EDITED, reason=edited, source=source, actor=actor,
+                now=now,
+            )  # fmt: skip
+            return False
         _advance_to(
             rollout, phases, index, now=now, actor=actor, source=source, due_at=due, reason=reason,
             windows=windows, policy=policy, no_pending=not rollout.approval_pending,
@@ -499,6 +568,9 @@ def rollout_advance_now(
             f"Rollout {rollout.key} is at its last phase; complete it instead.", field="state"
         )
     _check_gates(rollout, phases[index], "advance")
+    edited = _hand_edit(rollout, phases)
+    if edited is not None:
+        raise ConflictError(edited.replace("then resume to", "then hold and resume the rollout to"))
     due = scheduling.next_due_at(rollout, phases)
     skips_soak = due is None or due > now
     reason = (reason or "").strip()
@@ -595,9 +667,12 @@ def rollout_resume(
     if rollout.state not in STOPPED_STATES:
         raise _illegal(rollout, "resume")
     from_state = rollout.state
-    cleared = _clear_holds(
-        _active_holds(rollout), now=now, actor=actor, source=source, reason="resumed"
-    )
+    holds = _active_holds(rollout)
+    if any(h.kind == Hold.Kind.FLAG_EDITED for h in holds):
+        state = _current_flag_state(rollout)
+        if state is not None:  # the person accepts the hand edit: the next phase applies over it
+            _remember_flag_version(rollout, state.version)
+    cleared = _clear_holds(holds, now=now, actor=actor, source=source, reason="resumed")
     stopped = _close_pause(rollout, now)
     rollout.state = State.SCHEDULED if rollout.current_phase_index < 0 else State.RUNNING
     rollout.held_from = ""
@@ -794,6 +869,16 @@ def rollout_rollback(
             "rules from before the rollout instead.",
             field="mode",
         )
+    newer = None if freeze else _newer_rollout(rollout)
+    if newer is not None:
+        pct = rollout_exposure(newer)
+        at = f", {pct}%" if pct is not None else ""
+        raise ConflictError(
+            f"Rollout {newer.key} ({newer.get_state_display().lower()}{at}) changed "
+            f"{rollout.flag.key} in {rollout.environment.name} after {rollout.key}; restoring "
+            f"the flag as it was before {rollout.key} would overwrite it. Roll back {newer.key} "
+            "first."
+        )
     captured = rollout.captured_state
     if not freeze and not isinstance(captured, dict):
         raise ApplicationError(
@@ -830,6 +915,17 @@ def rollout_rollback(
         return rollout
     assert isinstance(captured, dict)
     rules, dropped = _restorable_rules(list(captured.get("rules") or []))
+    enabled = bool(captured.get("enabled"))
+    if not strategies.answers_explicitly(rollout.strategy, enabled=enabled, rules=rules):
+        # A slot flag never falls back to the caller's default: everyone back on the old slot.
+        enabled, rules = (
+            True,
+            strategies.resting_rules(
+                strategy_key=rollout.strategy,
+                flag_key=rollout.flag.key,
+                title=f"Rollout {rollout.key}: rolled back"[:200],
+            ),
+        )
     _record(
         rollout,
         kind=Kind.ROLLED_BACK,
@@ -842,13 +938,14 @@ def rollout_rollback(
         to_percentage=0,
         data={**data, "restored": captured, "dropped_rules": dropped},
     )
-    flag_state_update(
-        flag=rollout.flag,
-        environment=rollout.environment,
-        actor=actor,
-        enabled=bool(captured.get("enabled")),
-        rules=rules,
-    )
+    with through_rollout():  # back to the state before the rollout
+        flag_state_update(
+            flag=rollout.flag,
+            environment=rollout.environment,
+            actor=actor,
+            enabled=enabled,
+            rules=rules,
+        )
     logger.info(
         "rollout.rolled_back rollout_id=%s key=%s source=%s mode=restore",
         rollout.id, rollout.key, source,

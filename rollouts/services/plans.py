@@ -19,8 +19,8 @@ from django.utils.dateparse import parse_datetime, parse_duration
 from django.utils.text import slugify
 
 from core.exceptions import ApplicationError
-from flags.models import Environment, Flag, Segment
-from flags.services import flag_create
+from flags.models import Environment, Flag, FlagState, Segment
+from flags.services import flag_create, flag_state_update, through_rollout
 from rollouts import strategies
 from rollouts.models import Approval, ChecklistItem, Phase, Release, Rollout, RolloutEvent
 from rollouts.services.alerts import new_alert_secret, normalize_matchers
@@ -489,6 +489,7 @@ def rollout_create(
     stored = _write_phases(rollout, clean, existing=[], applied=0)
     checks_from_template(phases=stored, raw_phases=list(phases))
     release.flags.add(flag_obj)
+    _answer_old_version(rollout, actor)
     _record(
         rollout,
         kind=Kind.CREATED,
@@ -503,6 +504,30 @@ def rollout_create(
         rollout.id, rollout.key, strategy, flag_obj.key, environment.key,
     )  # fmt: skip
     return rollout
+
+
+def _answer_old_version(rollout: Rollout, actor: AbstractBaseUser | None) -> None:
+    """A flag that answers a value (blue/green) and has no rules yet answers blue explicitly."""
+    if not strategies.answers_a_value(rollout.strategy):
+        return
+    state = FlagState.objects.filter(flag=rollout.flag, environment=rollout.environment).first()
+    if state is not None and (
+        state.rules
+        or strategies.answers_explicitly(rollout.strategy, enabled=state.enabled, rules=state.rules)
+    ):
+        return  # configured by someone: leave it
+    with through_rollout():  # answers the old version: exposes nobody to the new one
+        flag_state_update(
+            flag=rollout.flag,
+            environment=rollout.environment,
+            actor=actor,
+            enabled=True,
+            rules=strategies.resting_rules(
+                strategy_key=rollout.strategy,
+                flag_key=rollout.flag.key,
+                title=f"Rollout {rollout.key}: before the switch"[:200],
+            ),
+        )
 
 
 def _template_plan(

@@ -503,9 +503,16 @@ def test_cors__answers_and_errors__allow_any_origin_and_expose_etag(machine):
 def test_evaluate__warm__zero_queries(machine, django_assert_num_queries):
     machine.one("half-rollout", {"targetingKey": "u1"})
     with django_assert_num_queries(0):
-        for flag_key in ("half-rollout", "beta-only", "checkout-copy", "theme", "nope"):
+        for flag_key in ("half-rollout", "beta-only", "checkout-copy", "theme"):
             machine.one(flag_key, {"targetingKey": "u2", "plan": "pro"})
         machine.post(BULK, {"context": {"targetingKey": "u3"}})
+
+
+def test_evaluate__unknown_flag__one_version_check_before_404(machine, django_assert_num_queries):
+    # The flag may have been created by another process a moment ago: check before saying no.
+    machine.one("half-rollout", {"targetingKey": "u1"})
+    with django_assert_num_queries(1):
+        assert machine.one("nope", {"targetingKey": "u2"}).status_code == 404
 
 
 def test_evaluate__change_in_process__visible_on_next_request(

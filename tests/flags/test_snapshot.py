@@ -10,9 +10,10 @@ import json
 import pytest
 from django.core.cache import cache
 from django.db.models import F
+from django.utils import timezone
 
-from flags import engine, sdk_auth, services, snapshot
-from flags.models import Environment, Flag
+from flags import engine, freshness, sdk_auth, services, snapshot
+from flags.models import Environment, Flag, SdkKey
 from flags.selectors import environment_client_state
 from tests.flags.factories import (
     EnvironmentFactory,
@@ -33,11 +34,17 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch, settings) -> Clock:
-    settings.FLAGS_SNAPSHOT_TTL = 1.0
+    settings.FLAGS_SNAPSHOT_TTL = 0.5
     fake = Clock()
-    monkeypatch.setattr(snapshot, "_clock", fake)
+    monkeypatch.setattr(freshness, "_clock", fake)
     monkeypatch.setattr(sdk_auth, "_clock", fake)
     return fake
+
+
+@pytest.fixture
+def shared_cache(monkeypatch) -> None:
+    """Behave as with Redis: the Django cache is shared by every process."""
+    monkeypatch.setattr(freshness, "cache_is_shared", lambda: True)
 
 
 @pytest.fixture
@@ -51,7 +58,11 @@ def _bump_elsewhere(env: Environment) -> None:
     """What another process's service does: move the version and publish it, no local reset."""
     FlagStateFactory(flag=FlagFactory(key="b"), environment=env, enabled=True)
     Environment.objects.filter(pk=env.pk).update(config_version=F("config_version") + 1)
-    cache.set(snapshot.VERSION_KEY.format(env.pk), env.config_version + 1)
+    if freshness.cache_is_shared():
+        try:
+            cache.incr(freshness.CHANGES_KEY)
+        except ValueError:
+            cache.set(freshness.CHANGES_KEY, 1, None)
 
 
 # --- get_snapshot -----------------------------------------------------------------------------
@@ -65,12 +76,14 @@ def test_get_snapshot__second_call__same_object_without_queries(env, django_asse
 
 
 def test_get_snapshot__cold_process__four_queries(env, django_assert_num_queries):
-    # version (the cache is empty), environment row, flags, segments
+    # versions check, environment row, flags, segments
     with django_assert_num_queries(4):
         snapshot.get_snapshot(env.id)
 
 
-def test_get_snapshot__new_process_with_warm_cache__no_query(env, django_assert_num_queries):
+def test_get_snapshot__new_process_with_warm_cache__no_query(
+    env, shared_cache, django_assert_num_queries
+):
     snapshot.get_snapshot(env.id)
     snapshot.invalidate_local()  # a new process: nothing local, the cache is shared
     with django_assert_num_queries(0):
@@ -78,66 +91,96 @@ def test_get_snapshot__new_process_with_warm_cache__no_query(env, django_assert_
     assert "a" in snap
 
 
-def test_get_snapshot__change_in_other_process__seen_after_ttl_only(
-    env, clock, django_assert_num_queries
+@pytest.mark.parametrize("shared", [False, True], ids=["embedded", "redis"])
+def test_get_snapshot__change_in_other_process__seen_after_interval_only(
+    env, clock, monkeypatch, shared
 ):
+    monkeypatch.setattr(freshness, "cache_is_shared", lambda: shared)
     old = snapshot.get_snapshot(env.id)
     _bump_elsewhere(env)
-    clock.now += 0.5
+    clock.now += 0.4
     assert snapshot.get_snapshot(env.id) is old
-    clock.now += 0.6
+    clock.now += 0.2
     new = snapshot.get_snapshot(env.id)
     assert new is not old
     assert "b" in new
 
 
-def test_get_snapshot__ttl_passed_version_unchanged__cache_check_only(
-    env, clock, django_assert_num_queries
+def test_get_snapshot__interval_passed_nothing_changed_with_redis__cache_check_only(
+    env, clock, shared_cache, django_assert_num_queries
 ):
+    cache.set(freshness.CHANGES_KEY, 7, None)
     first = snapshot.get_snapshot(env.id)
     clock.now += 5
     with django_assert_num_queries(0):
         assert snapshot.get_snapshot(env.id) is first
 
 
-def test_get_snapshot__version_missing_from_cache__one_query(env, clock, django_assert_num_queries):
+def test_get_snapshot__interval_passed_embedded__one_versions_query(
+    env, clock, django_assert_num_queries
+):
     first = snapshot.get_snapshot(env.id)
-    cache.delete(snapshot.VERSION_KEY.format(env.pk))
     clock.now += 5
     with django_assert_num_queries(1):
         assert snapshot.get_snapshot(env.id) is first
-    assert cache.get(snapshot.VERSION_KEY.format(env.pk)) == env.config_version
+    with django_assert_num_queries(0):
+        for _ in range(100):
+            snapshot.get_snapshot(env.id)
 
 
-def test_get_snapshot__cache_holds_older_version__never_goes_back(env, clock):
+def test_get_snapshot__change_counter_missing__one_query(
+    env, clock, shared_cache, django_assert_num_queries
+):
+    first = snapshot.get_snapshot(env.id)
+    cache.delete(freshness.CHANGES_KEY)
+    clock.now += 5
+    with django_assert_num_queries(1):
+        assert snapshot.get_snapshot(env.id) is first
+
+
+def test_get_snapshot__after_invalidate_local__never_goes_back(env, clock, shared_cache):
     _bump_elsewhere(env)
     current = snapshot.get_snapshot(env.id)
     assert "b" in current
-    cache.set(snapshot.VERSION_KEY.format(env.pk), 1)  # a late, stale writer
-    clock.now += 5
-    assert snapshot.get_snapshot(env.id) is current
+    # A stale state document under the older version, and this process forgets its snapshots.
+    cache.set(snapshot.STATE_KEY.format(env.pk, 1), '{"version":1,"features":[]}', 60)
+    snapshot.invalidate_local()
+    freshness.current().environments[env.pk] = 1  # as if a stale check had been read
+    assert "b" in snapshot.get_snapshot(env.id)
+
+
+def test_get_snapshot__read_inside_own_transaction__not_kept(env, django_assert_num_queries):
+    from django.db import transaction
+
+    with transaction.atomic():
+        Flag.objects.filter(key="a").update(name="uncommitted")
+        Environment.objects.filter(pk=env.pk).update(config_version=F("config_version") + 1)
+        snapshot.get_snapshot(env.id)
+    assert snapshot._LOCAL == {}
+    env.refresh_from_db()
+    assert cache.get(snapshot.STATE_KEY.format(env.pk, env.config_version)) is None
 
 
 def test_get_snapshot__service_change__published_and_visible_at_once(
-    env, django_capture_on_commit_callbacks
+    env, shared_cache, django_capture_on_commit_callbacks
 ):
     assert snapshot.get_snapshot(env.id).is_enabled("a") is True
     with django_capture_on_commit_callbacks(execute=True):
         services.flag_toggle(
             flag=Flag.objects.get(key="a"), environment=env, enabled=False, actor=None
         )
-    env.refresh_from_db()
-    assert cache.get(snapshot.VERSION_KEY.format(env.pk)) == env.config_version
+    assert cache.get(freshness.CHANGES_KEY) == 1
     assert snapshot.get_snapshot(env.id).is_enabled("a") is False
 
 
-def test_get_snapshot__cache_down__falls_back_to_database(env, monkeypatch):
+def test_get_snapshot__cache_down__falls_back_to_database(env, shared_cache, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("redis is down")
 
     monkeypatch.setattr(cache, "get", broken)
     monkeypatch.setattr(cache, "add", broken)
     monkeypatch.setattr(cache, "set", broken)
+    monkeypatch.setattr(cache, "incr", broken)
     assert snapshot.get_snapshot(env.id).is_enabled("a") is True
 
 
@@ -302,7 +345,7 @@ def test_environment_client_state__constant_queries(db, django_assert_num_querie
 # --- SDK-key lookups ---------------------------------------------------------------------------
 
 
-def test_sdk_auth_lookup__warm__no_query(db, django_assert_num_queries):
+def test_sdk_auth_lookup__warm__no_query(db, shared_cache, django_assert_num_queries):
     key = SdkKeyFactory()
     assert sdk_auth.lookup(sdk_auth.hash_key(key.raw)).environment_id == key.environment_id
     with django_assert_num_queries(0):
@@ -312,19 +355,34 @@ def test_sdk_auth_lookup__warm__no_query(db, django_assert_num_queries):
         assert sdk_auth.lookup(sdk_auth.hash_key(key.raw)) is not None
 
 
-def test_sdk_auth_lookup__revoked_in_other_process__refused_after_ttl(
-    db, clock, django_capture_on_commit_callbacks
+def test_sdk_auth_lookup__embedded_warm__no_query_until_interval(
+    db, clock, django_assert_num_queries
 ):
     key = SdkKeyFactory()
     key_hash = sdk_auth.hash_key(key.raw)
     assert sdk_auth.lookup(key_hash) is not None
-    local_entry = sdk_auth._LOCAL[key_hash]
-    with django_capture_on_commit_callbacks(execute=True):
-        services.sdk_key_revoke(sdk_key=key, actor=None)
-    sdk_auth._LOCAL[key_hash] = local_entry  # as seen by a process that did not revoke it
-    clock.now += 0.5
+    clock.now += 5
+    with django_assert_num_queries(1):  # the versions check; the key stays known
+        for _ in range(50):
+            assert sdk_auth.lookup(key_hash) is not None
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["embedded", "redis"])
+def test_sdk_auth_lookup__revoked_in_other_process__refused_after_interval(
+    db, clock, monkeypatch, shared
+):
+    monkeypatch.setattr(freshness, "cache_is_shared", lambda: shared)
+    key = SdkKeyFactory()
+    key_hash = sdk_auth.hash_key(key.raw)
     assert sdk_auth.lookup(key_hash) is not None
-    clock.now += 0.6
+    # Another process revokes it (its own on-commit hook runs there, not here).
+    SdkKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    if shared:
+        cache.set(sdk_auth.CACHE_KEY.format(key_hash), "-", 300)
+        cache.set(freshness.CHANGES_KEY, 99, None)
+    clock.now += 0.4
+    assert sdk_auth.lookup(key_hash) is not None
+    clock.now += 0.2
     assert sdk_auth.lookup(key_hash) is None
 
 
@@ -399,10 +457,18 @@ def test_get_snapshot__invalidated_while_refreshing__stale_result_not_kept(env, 
     def compile_then_commit_elsewhere(environment_id, version):
         compiled = real_compile(environment_id, version)
         _bump_elsewhere(env)  # another thread of this process commits a change meanwhile...
-        snapshot.invalidate_local()  # ...and its on-commit hook runs
+        snapshot.publish_versions()  # ...and its on-commit hook runs
+        snapshot.invalidate_local()
         return compiled
 
     monkeypatch.setattr(snapshot, "_compile", compile_then_commit_elsewhere)
     assert "b" not in snapshot.get_snapshot(env.id)
     monkeypatch.setattr(snapshot, "_compile", real_compile)
     assert "b" in snapshot.get_snapshot(env.id)
+
+
+def test_load_latest__flag_created_in_other_process_within_interval__found(env, clock):
+    snapshot.get_snapshot(env.id)
+    _bump_elsewhere(env)  # creates "b" elsewhere
+    assert "b" not in snapshot.load(env.id).snapshot  # within the interval: not checked yet
+    assert "b" in snapshot.load_latest(env.id).snapshot

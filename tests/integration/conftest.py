@@ -93,8 +93,10 @@ class Processes:
             *extra,
         )
 
-    def beat(self):
+    def beat(self, *, tick: int | None = None):
+        """Celery beat; `tick` sets ROLLCALL_TICK_SECONDS (the sweep and heartbeat interval)."""
         schedule = self.tmp_path / "beat.pid"
+        extra_env = {"ROLLCALL_TICK_SECONDS": str(tick)} if tick is not None else None
         return self.start(
             "beat",
             "beat",
@@ -102,6 +104,7 @@ class Processes:
             "--scheduler=django_celery_beat.schedulers:DatabaseScheduler",
             f"--pidfile={schedule}",
             "--max-interval=1",
+            extra_env=extra_env,
         )
 
     def kill(self, proc, sig: int = signal.SIGKILL) -> None:

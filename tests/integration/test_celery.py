@@ -29,7 +29,7 @@ def test_beat__schedule_stored_in_database__runs_tasks(celery_processes, wait_fo
     # migration does, tightened to 1 s. Beat must read it from the database.
     ensure_periodic_task(apps, name="Scheduler heartbeat", task="core.heartbeat", every_seconds=1)
     celery_processes.worker()
-    celery_processes.beat()
+    celery_processes.beat(tick=1)
     wait_for(
         lambda: Heartbeat.objects.filter(name="scheduler").exists(),
         what="beat to schedule core.heartbeat and a worker to run it",

@@ -48,7 +48,7 @@ def test_alertmanager_hold__mid_rollout__scheduler_does_not_advance_while_held(
     auth = {"Authorization": f"Bearer {rollout.alert_secret}"}
 
     celery_processes.worker()
-    celery_processes.beat()
+    celery_processes.beat(tick=1)
     time.sleep(1)  # let beat read its schedule before the clock starts
     services.rollout_start(rollout=rollout, actor=None, source=RolloutEvent.Source.UI)
 

@@ -75,7 +75,7 @@ def test_scheduler__phases_two_seconds_apart__advance_on_their_own_and_ofrep_fol
         return {user: b <= pct for user, b in users.items()}
 
     celery_processes.worker()
-    celery_processes.beat()
+    celery_processes.beat(tick=1)
     time.sleep(1)  # let beat read its schedule before the clock starts
     services.rollout_start(rollout=rollout, actor=None, source=RolloutEvent.Source.UI)
 

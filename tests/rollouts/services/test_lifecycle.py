@@ -483,7 +483,47 @@ def test_rollout_rollback__blue_green__previous_slot_at_once(env):
     assert state_of(rollout).rules[0]["variants"][0]["name"] == "green"
     services.rollout_rollback(rollout=rollout, actor=None, source=UI, now=T0 + MIN)
     state = state_of(rollout)
-    assert (state.enabled, state.rules) == (False, [])
+    assert state.enabled is True
+    assert [r["variants"][0]["name"] for r in state.rules] == ["blue"]
+    assert _slot(env, rollout) == {"blue"}
+
+
+def _slot(env, rollout: Rollout) -> set[str | None]:
+    """The slots 200 callers are sent to (None: no value, the caller's default decides)."""
+    from tests.rollouts.factories import snapshot_for
+
+    snap = snapshot_for(env)
+    answers = set()
+    for i in range(200):
+        ev = snap.evaluate(rollout.flag.key, {"userId": f"u{i}"})
+        answers.add((ev.payload or {}).get("value") if ev.variant_enabled else None)
+    return answers
+
+
+def test_rollout_create__blue_green_new_flag__answers_blue_explicitly_before_the_start(env):
+    rollout = make_rollout(
+        environment=env,
+        strategy="blue_green",
+        phases=[phase("Blue", 0), phase("Green", 100, soak=MIN)],
+    )
+    assert _slot(env, rollout) == {"blue"}
+    services.rollout_start(rollout=rollout, actor=None, source=UI, now=T0)
+    assert _slot(env, rollout) == {"blue"}
+    services.rollout_advance_now(rollout=rollout, actor=None, source=UI, reason="go", now=T0)
+    assert _slot(env, rollout) == {"green"}
+
+
+def test_rollout_rollback__blue_green_captured_flag_off__blue_explicitly(env):
+    rollout = make_rollout(
+        environment=env,
+        strategy="blue_green",
+        phases=[phase("Blue", 0), phase("Green", 100, soak=MIN)],
+    )
+    flag_state_update(flag=rollout.flag, environment=env, actor=None, enabled=False, rules=[])
+    services.rollout_start(rollout=rollout, actor=None, source=UI, now=T0)
+    services.rollout_advance_now(rollout=rollout, actor=None, source=UI, reason="go", now=T0)
+    services.rollout_rollback(rollout=rollout, actor=None, source=UI, now=T0 + MIN)
+    assert _slot(env, rollout) == {"blue"}
 
 
 # --------------------------------------------------------------------------------------------
