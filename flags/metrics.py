@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from django.db.models import Sum
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from flags import snapshot
+from flags import freshness, snapshot
 from flags.models import Environment, FlagUsage
 
 
@@ -40,11 +40,14 @@ def collect() -> Iterable[Metric]:
     )
     versions = dict(Environment.objects.values_list("id", "config_version"))
     keys = dict(Environment.objects.values_list("id", "key"))
-    now = time.monotonic()
-    for env_id, (compiled, checked) in list(snapshot._LOCAL.items()):
+    # Every snapshot is re-checked against the shared change check at once; its age is the
+    # age of that check.
+    checked = freshness.current().checked_at
+    age_seconds = max(0.0, time.monotonic() - checked) if checked != float("-inf") else 0.0
+    for env_id, compiled in list(snapshot._LOCAL.items()):
         if env_id not in keys:
             continue
-        age.add_metric([keys[env_id]], max(0.0, now - checked))
+        age.add_metric([keys[env_id]], age_seconds)
         behind.add_metric([keys[env_id]], max(0, versions[env_id] - compiled.version))
     yield age
     yield behind

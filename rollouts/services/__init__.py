@@ -88,13 +88,13 @@ from rollouts.services.lifecycle import (
     rollout_exposure,
     rollout_pause,
     rollout_resume,
-    rollout_rollback,
     rollout_schedule,
     rollout_start,
     rollout_start_when_approved,
 )
 from rollouts.services.plans import MAX_CHECKLIST_ITEMS, rollout_create, rollout_plan_update
 from rollouts.services.releases import release_create, release_update
+from rollouts.services.rollback import rollout_rollback
 from rollouts.services.scheduler import rollouts_advance_due, rollouts_advance_steps, rollouts_due
 from rollouts.services.windows import (
     window_create,

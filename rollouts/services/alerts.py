@@ -25,7 +25,7 @@ from rollouts.models import Hold, Rollout, RolloutEvent
 from rollouts.services.common import LIVE_STATES, _lock, _now, _save
 from rollouts.services.events import events_batched
 from rollouts.services.holds import _hold, rollout_hold_clear
-from rollouts.services.lifecycle import rollout_rollback
+from rollouts.services.rollback import rollout_rollback
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from rollouts.models import (
 from rollouts.services.common import _lock, _now
 from rollouts.services.events import events_batched
 from rollouts.services.holds import _hold
-from rollouts.services.lifecycle import rollout_rollback
+from rollouts.services.rollback import rollout_rollback
 
 logger = logging.getLogger(__name__)
 

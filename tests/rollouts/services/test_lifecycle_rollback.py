@@ -1,4 +1,4 @@
-"""rollouts.services.lifecycle: rollback modes (restore the rules from before, or freeze at
+"""rollouts.services.rollback: rollback modes (restore the rules from before, or freeze at
 the current exposure)."""
 
 from __future__ import annotations
