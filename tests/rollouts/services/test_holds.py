@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
 
 from core.exceptions import ApplicationError
 from rollouts import services
 from rollouts.models import Rollout, RolloutEvent
-from tests.rollouts.factories import EnvironmentFactory, make_rollout, phase, soak_plan
+from tests.rollouts.factories import make_rollout, phase
+from tests.rollouts.services.helpers import MIN, T0, reload, started
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)  # a Monday
-MIN = timedelta(minutes=1)
 UI = RolloutEvent.Source.UI
 State = Rollout.State
 Kind = RolloutEvent.Kind
-
-
-@pytest.fixture
-def staging():
-    return EnvironmentFactory(key="staging", name="Staging")
-
-
-def reload(rollout: Rollout) -> Rollout:
-    return Rollout.objects.get(pk=rollout.pk)
-
-
-def started(env, *percentages: int, actor=None, soak=10 * MIN, now=T0, **kw) -> Rollout:
-    rollout = make_rollout(
-        environment=env, phases=soak_plan(*percentages, soak=soak), actor=actor, **kw
-    )
-    return services.rollout_start(rollout=rollout, actor=actor, source=UI, now=now)
 
 
 def due_ids(now: datetime) -> set[int]:
