@@ -58,13 +58,7 @@ def _handler(state: _Server) -> type[BaseHTTPRequestHandler]:
             path = self.path
             with state.lock:
                 state.calls[(self.command, path)] += 1
-                state.in_flight += 1
-                state.max_in_flight = max(state.max_in_flight, state.in_flight)
-            try:
-                self._route(path)
-            finally:
-                with state.lock:
-                    state.in_flight -= 1
+            self._route(path)
 
         def _route(self, path: str) -> None:
             head = self.command == "HEAD"
@@ -76,7 +70,14 @@ def _handler(state: _Server) -> type[BaseHTTPRequestHandler]:
                 state.release.wait(3)
                 return self._answer(200)
             if path.startswith("/busy/"):
+                # Counted only while working, not while the answer is on its way: the checker's
+                # next request may arrive before this thread has finished sending.
+                with state.lock:
+                    state.in_flight += 1
+                    state.max_in_flight = max(state.max_in_flight, state.in_flight)
                 time.sleep(0.15)  # long enough for checks to overlap
+                with state.lock:
+                    state.in_flight -= 1
                 return self._answer(200)
             if path.startswith("/redirect/"):
                 left = int(path.rsplit("/", 1)[1])
