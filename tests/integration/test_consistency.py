@@ -63,6 +63,10 @@ def _environment(shape: str, tmp_path: Path) -> dict[str, str]:
     env = _process_env()
     env.update(
         DEBUG="False",
+        # Served over plain HTTP here (in production TLS ends at a proxy in front).
+        SECURE_SSL_REDIRECT="False",
+        SESSION_COOKIE_SECURE="False",
+        CSRF_COOKIE_SECURE="False",
         SECRET_KEY=secrets.token_urlsafe(40),
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="WARNING",
