@@ -183,20 +183,7 @@ def rollout_schedule(
         phases[0].save(update_fields=["start_rule", "start_at", "updated_at"])
     _check_schedulable(rollout, phases, now)
     _check_no_other_live(rollout)
-    rollout.state = State.SCHEDULED
-    rollout.next_due_at = _due(rollout, phases)
-    _save_live(rollout, actor, ["state", "next_due_at"])
-    _record(
-        rollout,
-        kind=Kind.SCHEDULED,
-        source=source,
-        actor=actor,
-        at=now,
-        due_at=rollout.next_due_at,
-        to_phase=0,
-        to_percentage=phases[0].percentage,
-    )
-    _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
+    _enter_scheduled(rollout, phases, actor=actor, source=source, now=now)
     logger.info(
         "rollout.scheduled rollout_id=%s start=%s",
         rollout.id, rollout.next_due_at.isoformat() if rollout.next_due_at else "-",
@@ -226,6 +213,25 @@ def rollout_start_when_approved(
     first.start_rule = Phase.StartRule.AT
     first.start_at = now
     first.save(update_fields=["start_rule", "start_at", "updated_at"])
+    _enter_scheduled(
+        rollout, phases, actor=actor, source=source, now=now,
+        reason="Starts as soon as phase 1 is approved.", data={"when_approved": True},
+    )  # fmt: skip
+    logger.info("rollout.scheduled_when_approved rollout_id=%s", rollout.id)
+    return rollout
+
+
+def _enter_scheduled(
+    rollout: Rollout,
+    phases: Sequence[Phase],
+    *,
+    actor: AbstractBaseUser | None,
+    source: str,
+    now: datetime,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
+    """draft -> scheduled: the due time, the live-state save, the event and the gates."""
     rollout.state = State.SCHEDULED
     rollout.next_due_at = _due(rollout, phases)
     _save_live(rollout, actor, ["state", "next_due_at"])
@@ -235,15 +241,13 @@ def rollout_start_when_approved(
         source=source,
         actor=actor,
         at=now,
+        reason=reason,
         due_at=rollout.next_due_at,
         to_phase=0,
-        to_percentage=first.percentage,
-        reason="Starts as soon as phase 1 is approved.",
-        data={"when_approved": True},
+        to_percentage=phases[0].percentage,
+        data=data,
     )
     _refresh_gates(rollout, phases, now=now, actor=actor, source=source)
-    logger.info("rollout.scheduled_when_approved rollout_id=%s", rollout.id)
-    return rollout
 
 
 def _save_live(rollout: Rollout, actor: AbstractBaseUser | None, fields: list[str]) -> None:
