@@ -18,13 +18,16 @@ a short run; ``BENCH_OFREP_SAMPLES`` / ``BENCH_OFREP_SECONDS`` override the defa
    JSON answer, no Django). unleash-server 6.x (npm, installed into ``var/bench/unleash-server``
    at bench time, its own PostgreSQL database, the same flags created through its admin API)
    when it can be installed and started; otherwise the bench prints why it was not measured.
+   Rollcall runs twice per server: as deployed, and with ``FLAGS_USAGE_OFREP=false``; the
+   ratio of the two is what counting OFREP evaluations for the usage pages costs.
 4. Load: wrk, 8 keep-alive connections, 2 threads, each request another user; single-flag and
    bulk evaluation. ``samples`` rounds; in each round every cell (server x app x endpoint) gets
    one ``seconds`` sample, one cell after another (interleaved). Printed: req/s and p99 as
    median (min-max) over samples, and Rollcall / baseline as the median (min-max) of the
    per-round ratios (same server, same endpoint, same round).
 
-Targets (issue 15): Rollcall >= 0.5x the bare handler under granian; >= 5x unleash-server.
+Targets: Rollcall >= 0.5x the bare handler under granian, >= 5x unleash-server (issue 15);
+usage counting costs under 10% of throughput (>= 0.9x of the same server without it, issue 16).
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ N_FLAGS = 50
 SINGLE_FLAG = "bench-flag-07"
 TARGET_VS_BASELINE = 0.5
 TARGET_VS_UNLEASH = 5.0
+TARGET_COUNTING = 0.9  # issue 16: usage counting costs under 10% of throughput
+NO_COUNTING = "Rollcall-nocount"
 ENV_KEY = "bench"
 UNLEASH_DIR = ROOT / "var" / "bench" / "unleash-server"
 UNLEASH_VERSION = "6"
@@ -649,11 +654,17 @@ def main() -> int:
             servers.append("granian")
         except ImportError:
             print("granian is not installed: measuring gunicorn only.")
-        apps = {"Rollcall": "config.wsgi:application", "baseline": "bench.ofrep_http:baseline_app"}
+        rollcall = "config.wsgi:application"
+        apps = {
+            "Rollcall": (rollcall, env),
+            # The same deployment with OFREP usage counting switched off: what counting costs.
+            NO_COUNTING: (rollcall, {**env, "FLAGS_USAGE_OFREP": "false"}),
+            "baseline": ("bench.ofrep_http:baseline_app", env),
+        }
         for server in servers:
-            for label, app in apps.items():
+            for label, (app, app_env) in apps.items():
                 targets[(server, label)] = start_python_server(
-                    server, label, app, env, raw_key, tmp
+                    server, label, app, app_env, raw_key, tmp
                 )
         unleash_note = ""
         try:
@@ -722,6 +733,16 @@ def report(
                 target = f"  (target >= {TARGET_VS_BASELINE:g}x: {'met' if met else 'MISSED'})"
             print(f"  {server:9} {endpoint:7} req/s {ratio_spread(rps):>22}, "
                   f"p99 {ratio_spread(p99):>22}{target}")  # fmt: skip
+    print("\nUsage counting cost: Rollcall (counting on) / Rollcall (FLAGS_USAGE_OFREP=false), "
+          "median (min-max) of per-round ratios:")  # fmt: skip
+    for server in servers:
+        for endpoint in ("single", "bulk"):
+            ours = results[((server, "Rollcall"), endpoint)]
+            off = results[((server, NO_COUNTING), endpoint)]
+            rps = [a["rps"] / b["rps"] for a, b in zip(ours, off, strict=True)]
+            met = median(rps) >= TARGET_COUNTING
+            print(f"  {server:9} {endpoint:7} req/s {ratio_spread(rps):>22}  "
+                  f"(target >= {TARGET_COUNTING:g}x: {'met' if met else 'MISSED'})")  # fmt: skip
     unleash = results.get((("node", "unleash-server"), "bulk"))
     if unleash:
         print("\nRollcall bulk / unleash-server frontend API (all flags for one context), "

@@ -325,6 +325,7 @@ def bulk_answer(
     if etag_matches(if_none_match, etag):
         return 304, None, etag
     flags = [evaluate_one(compiled, key, ctx) for key in compiled.snapshot.flag_keys]
+    usage.ofrep_count_many(compiled.environment_id, flags)  # aggregated, like single answers
     return 200, {"flags": flags}, etag
 
 

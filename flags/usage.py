@@ -213,15 +213,23 @@ _STATE = {"last_flush": time.monotonic(), "flushing": False}
 def ofrep_count(environment_id: int, key: str, result: Mapping[str, Any]) -> None:
     """Count one OFREP answer (the hot path: a dict increment; a flush is handed to a thread
     every few seconds)."""
-    if "errorCode" in result or not settings.FLAGS_USAGE_OFREP:
+    ofrep_count_many(environment_id, (result,))
+
+
+def ofrep_count_many(environment_id: int, results: Iterable[Mapping[str, Any]]) -> None:
+    """Count the answers of one OFREP request (one flag, or every flag of a bulk request)
+    under one lock; error answers are not evaluations and are not counted."""
+    if not settings.FLAGS_USAGE_OFREP:
         return
-    value = result.get("value")
-    variant = result.get("variant") or ""
-    yes = value is True or (value is not False and value is not None)
     now = time.monotonic()
     every = settings.FLAGS_USAGE_FLUSH_SECONDS  # 0: no background flush (tests flush)
     with _LOCK:
-        _PENDING[(environment_id, key, str(variant), yes)] += 1
+        for result in results:
+            if "errorCode" in result:
+                continue
+            value = result.get("value")
+            yes = value is True or (value is not False and value is not None)
+            _PENDING[(environment_id, result["key"], str(result.get("variant") or ""), yes)] += 1
         due = 0 < every <= now - _STATE["last_flush"] and not _STATE["flushing"]
         if due:
             _STATE["flushing"] = True

@@ -110,6 +110,30 @@ def test_ofrep__evaluations_counted_in_process_and_written_only_on_flush(setup):
     assert usage.ofrep_flush() == 0
 
 
+def test_ofrep_bulk__every_flag_counted_once_per_answer_not_on_304(setup):
+    env, key, _ = setup
+    with_off = services.flag_create(key="dark-mode", name="Dark mode", actor=None)
+    services.environments_bump()
+    body = {"context": {"targetingKey": "u1"}}
+    first = _post("/ofrep/v1/evaluate/flags", key, body)
+    assert first.status_code == 200
+    assert {f["key"] for f in first.json()["flags"]} == {"new-search", with_off.key}
+    again = _post("/ofrep/v1/evaluate/flags", key, body, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304  # the SDK's cached answer: not an evaluation
+    assert not FlagUsage.objects.exists()
+    assert usage.ofrep_flush() == 2
+    rows = {r.flag_key: (r.yes, r.no) for r in FlagUsage.objects.filter(source="ofrep")}
+    assert rows == {"new-search": (1, 0), "dark-mode": (0, 1)}
+
+
+def test_ofrep__counting_switched_off__nothing_counted(setup, settings):
+    settings.FLAGS_USAGE_OFREP = False
+    _, key, _ = setup
+    _post("/ofrep/v1/evaluate/flags/new-search", key, {"context": {"targetingKey": "u1"}})
+    _post("/ofrep/v1/evaluate/flags", key, {"context": {"targetingKey": "u1"}})
+    assert usage.ofrep_flush() == 0
+
+
 def test_flag_page__shows_evaluations_and_connected_applications(setup, rm_client):
     _, key, _ = setup
     _post("/api/client/register", key, {"appName": "checkout", "instanceId": "i-1",
