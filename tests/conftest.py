@@ -150,6 +150,31 @@ def _test_instant(nodeid: str) -> str:
     return CLOCK_INSTANTS[zlib.crc32(nodeid.encode()) % len(CLOCK_INSTANTS)]
 
 
+QUERY_COUNTING_FIXTURES = frozenset({"django_assert_num_queries", "django_assert_max_num_queries"})
+
+
+@pytest.fixture
+def hold_change_check(monkeypatch):
+    """Hold still the clock of the twice-a-second flag change check (`flags.freshness`).
+
+    That check runs by the monotonic clock: without Redis it is one versions query, so on a
+    slow machine it can land inside one of two query counts only. Changes made in this process
+    are still seen at once (`publish` expires the process's own view)."""
+    from flags import freshness
+
+    monkeypatch.setattr(freshness, "_clock", lambda: 1_000_000.0)
+
+
+@pytest.fixture(autouse=True)
+def _query_counts_hold_change_check(request):
+    """Every test that counts queries (pytest-django's fixtures, or marked
+    `hold_change_check` when it counts with CaptureQueriesContext) holds the check still."""
+    if QUERY_COUNTING_FIXTURES & set(request.fixturenames) or request.node.get_closest_marker(
+        "hold_change_check"
+    ):
+        request.getfixturevalue("hold_change_check")
+
+
 @pytest.fixture(autouse=True)
 def _clock_at_test_instant(request):
     """Travel to ROLLCALL_TEST_NOW (see above) for unit and database tests."""

@@ -111,7 +111,7 @@ def test_ofrep__evaluations_counted_in_process_and_written_only_on_flush(setup):
 
 
 def test_ofrep_bulk__every_flag_counted_once_per_answer_not_on_304(setup):
-    env, key, _ = setup
+    _, key, _ = setup
     with_off = services.flag_create(key="dark-mode", name="Dark mode", actor=None)
     services.environments_bump()
     body = {"context": {"targetingKey": "u1"}}

@@ -53,6 +53,7 @@ def test_flag_detail__unknown_key__404(rm_client, envs):
     assert rm_client.get(reverse("flags:detail", args=["nope"])).status_code == 404
 
 
+@pytest.mark.hold_change_check
 def test_flag_detail__queries__constant_in_history_and_rules(rm_client, flag, beta):
     url = reverse("flags:detail", args=[flag.key])
     with CaptureQueriesContext(connection) as few:
@@ -73,6 +74,7 @@ def test_flag_detail__queries__constant_in_history_and_rules(rm_client, flag, be
     assert len(many.captured_queries) == len(few.captured_queries)
 
 
+@pytest.mark.hold_change_check
 def test_flag_detail__long_history__newest_page_then_older_changes_same_queries(
     rm_client, flag, time_machine
 ):
