@@ -181,6 +181,7 @@ def _environment(tmp: Path, database_url: str) -> dict[str, str]:
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
         DEBUG="False",
+        SECURE_SSL_REDIRECT="False",  # the bench speaks plain HTTP to 127.0.0.1
         SECRET_KEY=secrets.token_urlsafe(40),
         ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
         LOG_LEVEL="WARNING",

@@ -67,6 +67,7 @@ def configure() -> dict[str, str]:
     env = {
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DEBUG": "False",
+        "SECURE_SSL_REDIRECT": "False",  # plain HTTP to 127.0.0.1
         "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "LOG_LEVEL": "WARNING",
