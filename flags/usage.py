@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -205,7 +205,7 @@ def client_metrics_store(
 # OFREP: counted in process, flushed in aggregate
 
 
-_PENDING: dict[tuple[int, str, str, bool], int] = defaultdict(int)
+_PENDING: Counter[tuple[int, str, str, bool]] = Counter()
 _LOCK = threading.Lock()
 _STATE = {"last_flush": time.monotonic(), "flushing": False}
 
@@ -221,15 +221,21 @@ def ofrep_count_many(environment_id: int, results: Iterable[Mapping[str, Any]]) 
     under one lock; error answers are not evaluations and are not counted."""
     if not settings.FLAGS_USAGE_OFREP:
         return
+    # One tuple per answer, then one C-level count (a bulk request counts 50 answers or so).
+    counted = [
+        (
+            environment_id,
+            r["key"],
+            r.get("variant") or "",
+            (v := r.get("value")) is True or (v is not False and v is not None),
+        )
+        for r in results
+        if "errorCode" not in r
+    ]
     now = time.monotonic()
     every = settings.FLAGS_USAGE_FLUSH_SECONDS  # 0: no background flush (tests flush)
     with _LOCK:
-        for result in results:
-            if "errorCode" in result:
-                continue
-            value = result.get("value")
-            yes = value is True or (value is not False and value is not None)
-            _PENDING[(environment_id, result["key"], str(result.get("variant") or ""), yes)] += 1
+        _PENDING.update(counted)
         due = 0 < every <= now - _STATE["last_flush"] and not _STATE["flushing"]
         if due:
             _STATE["flushing"] = True
