@@ -91,12 +91,23 @@ def configure() -> dict[str, str]:
     return env
 
 
-def fresh_database(env: dict[str, str]) -> None:
+def fresh_database(env: dict[str, str], *, keep: bool = False) -> None:
+    """A new, empty bench database; with `keep`, the existing one (created when missing)."""
     if env.get("BENCH_DB_NAME"):
         name = env["BENCH_DB_NAME"]
-        admin_sql(env["BENCH_DB_ADMIN"], f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            import psycopg
+
+            admin = urlunparse(urlparse(env["BENCH_DB_ADMIN"])._replace(path="/postgres"))
+            with psycopg.connect(admin, autocommit=True) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+                if exists.fetchone():
+                    return
+        else:
+            admin_sql(env["BENCH_DB_ADMIN"], f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin_sql(env["BENCH_DB_ADMIN"], f'CREATE DATABASE "{name}"')
-    else:
+        return
+    if not keep:
         for suffix in ("", "-wal", "-shm"):
             Path(env["SQLITE_PATH"] + suffix).unlink(missing_ok=True)
 
@@ -431,8 +442,7 @@ def main() -> int:
     env = configure()
     import django
 
-    if not keep:
-        fresh_database(env)
+    fresh_database(env, keep=keep)
     django.setup()
     from django.core.management import call_command
 
