@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise
 
 from django.utils import timezone
@@ -98,7 +98,7 @@ def _floor(wall: datetime, step: timedelta) -> datetime:
 
 def _aware(wall: datetime, tz: tzinfo) -> datetime | None:
     """The instant a naive wall-clock time names in `tz`; None inside a DST gap."""
-    at = wall.replace(tzinfo=tz)
+    at = wall.replace(tzinfo=tz).astimezone(UTC)  # (same-zone astimezone would not check)
     if local(at, tz).replace(tzinfo=None) != wall:
         return None
     return at
