@@ -64,7 +64,7 @@ def usage_chart_svg(points: list[usage.UsagePoint], *, start: Any, end: Any) -> 
     for tick in time_ticks(start, end, x0=left, x1=W - PAD_R, bounds=(2, W - 2)):
         body.append(
             f'<line class="grid" x1="{tick.x}" y1="{TOP}" x2="{tick.x}" y2="{BOTTOM}" />'
-            f'<text class="tick" x="{tick.x}" y="{BOTTOM + 16}" text-anchor="middle" '
+            f'<text class="tick" x="{tick.x}" y="{BOTTOM + 18}" text-anchor="middle" '
             f'data-at="{tick.at.isoformat()}">{escape(tick.label)}</text>'
         )
     desc = []

@@ -68,7 +68,7 @@ def _axis(
             f'<line class="grid" x1="{tick.x}" y1="{y_top}" x2="{tick.x}" y2="{y_bottom}" />'
         )
         parts.append(
-            f'<text class="tick" x="{tick.x}" y="{y_bottom + 16}" text-anchor="middle" '
+            f'<text class="tick" x="{tick.x}" y="{y_bottom + 18}" text-anchor="middle" '
             f'data-at="{tick.at.isoformat()}">{escape(tick.label)}</text>'
         )
     return parts
@@ -373,10 +373,18 @@ def exposure_chart_svg(
             f'<path class="series actual" data-steps="{escape(steps)}" '
             f'd="{step_path(real, scale=scale, y=y, until=until)}" fill="none" />'
         )
-        for at, pct in real:
-            body.append(
-                f'<text class="step-label" x="{scale.x(at) + 3}" y="{y(pct) - 4}">{pct:g}%</text>'
-            )
+        # Latest first: where two steps came close together, the later one keeps its label
+        # (the table lists every step).
+        placed: list[tuple[float, float, float]] = []  # left, right, baseline
+        labels: list[str] = []
+        for at, pct in reversed(real):
+            x, base = scale.x(at) + 3, y(pct) - 4
+            right = x + text_width(f"{pct:g}%") * 1.1
+            if any(x < r and lft < right and abs(base - b) < 13 for lft, r, b in placed):
+                continue
+            placed.append((x, right, base))
+            labels.append(f'<text class="step-label" x="{x}" y="{base}">{pct:g}%</text>')
+        body += reversed(labels)
     body += _now_marker(scale, now, top, bottom)
     legend_y = height - 6
     body.append(

@@ -168,6 +168,18 @@ def test_exposure__100_percent_label_whole_left_of_the_plot():
     assert hundred["left"] >= 2 and hundred["right"] <= float(axis.get("x1"))
 
 
+def test_exposure__steps_close_together__later_label_kept_none_overlapping():
+    svg = charts.exposure_chart_svg(
+        planned=[(T0, 1), (T0 + 3 * H, 5)], actual=[(T0, 1), (T0 + timedelta(minutes=3), 5)],
+        now=T0 + 5 * H,
+    )  # fmt: skip
+    steps = [b for b in boxes(svg)[2] if b["cls"] == "step-label"]
+    assert [b["text"] for b in steps] == ["5%"]
+    _, _, found = boxes(exposure(SPANS["6 weeks"], "UTC"))
+    labels = [b for b in found if b["cls"] == "step-label"]
+    assert [b["text"] for b in labels] == ["5%", "25%"]
+
+
 def test_check_chart__long_values__margin_grows_to_fit():
     svg = check(SPANS["5 h"], "UTC", values=(123456789.0, 0.5))
     assert_inside(svg)
@@ -341,3 +353,12 @@ def test_usage_table__per_hour_per_environment_in_the_active_zone():
 def test_chart_svg__compact_class_only_for_the_narrow_preview():
     assert "chart-compact" in str(timeline(SPANS["5 h"], "UTC", width=520, label_width=150))
     assert "chart-compact" not in str(timeline(SPANS["5 h"], "UTC"))
+
+
+@pytest.mark.parametrize("name", list(CHARTS))
+def test_every_chart__no_two_labels_overlap(name):
+    found = boxes(CHARTS[name])[2]
+    clashes = [
+        (a["text"], b["text"]) for i, a in enumerate(found) for b in found[i + 1 :] if overlap(a, b)
+    ]
+    assert not clashes
