@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,60 +15,96 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from core.charts import ChartTable, TimeScale, local, text_width, time_ticks
 from core.http import AuthenticatedHttpRequest
 from core.roles import require
 from flags import usage
 from flags.models import Flag
 
 WINDOW = timedelta(hours=24)
-W, H, LEFT, TOP, BOTTOM = 760, 150, 56, 12, 126
+W, H, TOP, BOTTOM, PAD_R = 760, 150, 12, 126, 16
 COLOURS = ("#2248b8", "#15803d", "#b45309", "#7c3aed", "#be123c", "#0e7490")
+HOURS = 24
+
+
+def _per_hour(points: list[usage.UsagePoint], start: datetime) -> dict[str, list[int]]:
+    """Evaluations per environment in each hour since `start` (a list of `HOURS` counts)."""
+    per_env: dict[str, list[int]] = defaultdict(lambda: [0] * HOURS)
+    for p in points:
+        slot = min(HOURS - 1, max(0, int((p.bucket - start).total_seconds() // 3600)))
+        per_env[p.environment][slot] += p.yes + p.no
+    return dict(sorted(per_env.items()))
 
 
 def usage_chart_svg(points: list[usage.UsagePoint], *, start: Any, end: Any) -> SafeString:
-    """Evaluations per hour per environment (stacked bars are overkill: one line each)."""
+    """Evaluations per hour per environment (stacked bars are overkill: one line each), on a
+    time axis of round hours in the active time zone."""
     if not points:
         return mark_safe(
             '<svg class="chart usage" role="img" viewBox="0 0 760 40" width="100%" '
             'aria-label="No evaluations reported"><text x="12" y="24">No evaluations reported '
             "in the last 24 hours.</text></svg>"
         )
-    hours = 24
-    per_env: dict[str, list[int]] = defaultdict(lambda: [0] * hours)
-    for p in points:
-        slot = min(hours - 1, max(0, int((p.bucket - start).total_seconds() // 3600)))
-        per_env[p.environment][slot] += p.yes + p.no
+    per_env = _per_hour(points, start)
     top = max(max(v) for v in per_env.values()) or 1
+    left = round(max(text_width(str(top)), text_width("0")) + 14)
+    scale = TimeScale(start, end, left, W - PAD_R)
 
     def x(i: int) -> float:
-        return round(LEFT + (i + 0.5) * (W - LEFT - 16) / hours, 1)
+        return scale.x(start + timedelta(hours=i + 0.5))
 
     def y(n: int) -> float:
         return round(BOTTOM - n / top * (BOTTOM - TOP), 1)
 
     body = [
-        f'<line class="axis" x1="{LEFT}" y1="{BOTTOM}" x2="{W - 16}" y2="{BOTTOM}" />',
-        f'<text class="tick" x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">{top}</text>',
-        f'<text class="tick" x="{LEFT - 6}" y="{BOTTOM}" text-anchor="end">0</text>',
-        f'<text class="tick" x="{LEFT}" y="{BOTTOM + 16}">24 h ago</text>',
-        f'<text class="tick" x="{W - 16}" y="{BOTTOM + 16}" text-anchor="end">now</text>',
+        f'<line class="axis" x1="{left}" y1="{BOTTOM}" x2="{W - PAD_R}" y2="{BOTTOM}" />',
+        f'<text class="tick" x="{left - 6}" y="{TOP + 4}" text-anchor="end">{top}</text>',
+        f'<text class="tick" x="{left - 6}" y="{BOTTOM}" text-anchor="end">0</text>',
     ]
+    for tick in time_ticks(start, end, x0=left, x1=W - PAD_R, bounds=(2, W - 2)):
+        body.append(
+            f'<line class="grid" x1="{tick.x}" y1="{TOP}" x2="{tick.x}" y2="{BOTTOM}" />'
+            f'<text class="tick" x="{tick.x}" y="{BOTTOM + 18}" text-anchor="middle" '
+            f'data-at="{tick.at.isoformat()}">{escape(tick.label)}</text>'
+        )
     desc = []
-    for n, (env, series) in enumerate(sorted(per_env.items())):
+    legend_x = float(left)
+    for n, (env, series) in enumerate(per_env.items()):
         colour = COLOURS[n % len(COLOURS)]
         d = " ".join(f"{'M' if i == 0 else 'L'}{x(i)} {y(v)}" for i, v in enumerate(series))
+        legend = f"{env}: {sum(series)}"
         body.append(
             f'<path class="series" data-environment="{escape(env)}" d="{d}" fill="none" '
             f'stroke="{colour}" stroke-width="2" />'
-            f'<text x="{LEFT + 8 + 120 * n}" y="{BOTTOM + 32}" fill="{colour}">'
-            f"{escape(env)}: {sum(series)}</text>"
+            f'<text x="{legend_x}" y="{BOTTOM + 34}" fill="{colour}">{escape(legend)}</text>'
         )
+        legend_x += text_width(legend) + 16
         desc.append(f"{env}: {sum(series)} evaluations")
     return mark_safe(  # noqa: S308 - every value escaped
         f'<svg class="chart usage" xmlns="http://www.w3.org/2000/svg" role="img" '
-        f'viewBox="0 0 {W} {BOTTOM + 40}" width="100%" aria-labelledby="usage-title usage-desc">'
+        f'viewBox="0 0 {W} {BOTTOM + 42}" width="100%" aria-labelledby="usage-title usage-desc">'
         '<title id="usage-title">Evaluations per hour over the last 24 hours</title>'
         f'<desc id="usage-desc">{escape("; ".join(desc))}.</desc>' + "".join(body) + "</svg>"
+    )
+
+
+def usage_table(points: list[usage.UsagePoint], *, start: datetime) -> ChartTable:
+    """The chart's numbers: evaluations per hour (in the active time zone) per environment."""
+    per_env = _per_hour(points, start)
+    rows = []
+    for i in range(HOURS):
+        wall = local(start + timedelta(hours=i))
+        rows.append(
+            (
+                f"{wall:%b} {wall.day}, {wall:%H:%M} {wall.tzname()}",
+                *(str(series[i]) for series in per_env.values()),
+            )
+        )
+    return ChartTable(
+        caption="Evaluations per hour over the last 24 hours",
+        columns=("Hour from", *per_env.keys()),
+        rows=rows if per_env else [],
+        empty="No evaluations reported in the last 24 hours.",
     )
 
 
@@ -87,6 +123,7 @@ def flag_usage_section(request: HttpRequest, *, flag: Flag) -> tuple[str, dict[s
     return "flags/_usage_section.html", {
         "flag": flag,
         "chart": usage_chart_svg(points, start=start, end=now),
+        "chart_table": usage_table(points, start=start),
         "answers": [
             {
                 "environment": env,

@@ -8,7 +8,6 @@ People look at these; the page also offers the same facts as a table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,37 +15,25 @@ from zoneinfo import ZoneInfo
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from core.charts import ChartTable, TimeScale, local, text_width, time_ticks
+
+__all__ = ["TimeScale", "exposure_chart_svg", "exposure_table", "phase_timeline_svg"]
+
 WIDTH = 760
+COMPACT = 520  # at most this wide: a chart for a half-width column (the plan preview)
 LABEL_W = 190  # left column for phase names
 PAD_R = 24
 AXIS_H = 34
 ROW_H = 30
 BAR_H = 16
 CHART_H = 220  # plot height of the exposure chart
-PAD_T = 16
-
-
-@dataclass(frozen=True)
-class TimeScale:
-    start: datetime
-    end: datetime
-    x0: float
-    x1: float
-
-    def x(self, at: datetime) -> float:
-        span = (self.end - self.start).total_seconds() or 1.0
-        frac = (at - self.start).total_seconds() / span
-        frac = min(1.0, max(0.0, frac))
-        return round(self.x0 + frac * (self.x1 - self.x0), 1)
-
-
-def _fmt(at: datetime, tz: ZoneInfo) -> str:
-    return at.astimezone(tz).strftime("%b %d %H:%M").replace(" 0", " ")
+NOW_BAND = 18  # above the plot: the "now" label, clear of the lines and their labels
+PAD_T = NOW_BAND + 4
 
 
 def _fmt_long(at: datetime, tz: ZoneInfo) -> str:
-    local = at.astimezone(tz)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    wall = local(at, tz)
+    return f"{wall:%Y-%m-%d %H:%M} {wall.tzname()}"
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -66,33 +53,47 @@ def _domain(points: Iterable[datetime | None], now: datetime) -> tuple[datetime,
     return start - pad, end + pad
 
 
-def _ticks(scale: TimeScale, tz: ZoneInfo, count: int = 5) -> list[tuple[float, str]]:
-    span = scale.end - scale.start
-    return [
-        (scale.x(scale.start + span * (i / count)), _fmt(scale.start + span * (i / count), tz))
-        for i in range(1, count)
-    ]
-
-
-def _axis(scale: TimeScale, tz: ZoneInfo, y_top: float, y_bottom: float) -> list[str]:
+def _axis(
+    scale: TimeScale, tz: ZoneInfo, y_top: float, y_bottom: float, *, width: int = WIDTH
+) -> list[str]:
+    """The time axis under a plot: round times of the chart's zone, labels never overlapping
+    and never past the chart's edges."""
     parts = [
         f'<line class="axis" x1="{scale.x0}" y1="{y_bottom}" x2="{scale.x1}" y2="{y_bottom}" />'
     ]
-    for x, label in _ticks(scale, tz):
-        parts.append(f'<line class="grid" x1="{x}" y1="{y_top}" x2="{x}" y2="{y_bottom}" />')
+    for tick in time_ticks(
+        scale.start, scale.end, x0=scale.x0, x1=scale.x1, tz=tz, bounds=(2, width - 2)
+    ):
         parts.append(
-            f'<text class="tick" x="{x}" y="{y_bottom + 16}" text-anchor="middle">'
-            f"{escape(label)}</text>"
+            f'<line class="grid" x1="{tick.x}" y1="{y_top}" x2="{tick.x}" y2="{y_bottom}" />'
+        )
+        parts.append(
+            f'<text class="tick" x="{tick.x}" y="{y_bottom + 18}" text-anchor="middle" '
+            f'data-at="{tick.at.isoformat()}">{escape(tick.label)}</text>'
         )
     return parts
 
 
-def _now_marker(scale: TimeScale, now: datetime, y_top: float, y_bottom: float) -> list[str]:
+def _value_labels(labels: Sequence[str]) -> float:
+    """Left margin for right-aligned value labels (y axis): the widest one and some air."""
+    return round(max(text_width(label) for label in labels) + 14)
+
+
+def _now_marker(
+    scale: TimeScale, now: datetime, y_top: float, y_bottom: float, *, width: int = WIDTH
+) -> list[str]:
+    """A dashed line through the plot and "now" in the band above it: right of the line, or
+    left of it near the right edge."""
     x = scale.x(now)
+    label_w = text_width("now") * 1.15  # bold
+    if x + 4 + label_w <= width - 2:
+        text = f'<text x="{x + 4}" y="{NOW_BAND - 4}">now</text>'
+    else:
+        text = f'<text x="{x - 4}" y="{NOW_BAND - 4}" text-anchor="end">now</text>'
     return [
         f'<g class="now" data-at="{now.isoformat()}">',
-        f'<line x1="{x}" y1="{y_top}" x2="{x}" y2="{y_bottom}" />',
-        f'<text x="{x + 4}" y="{y_top + 10}">now</text>',
+        f'<line x1="{x}" y1="{NOW_BAND - 14}" x2="{x}" y2="{y_bottom}" />',
+        text,
         "</g>",
     ]
 
@@ -107,8 +108,9 @@ def _svg(
     label_id: str,
     width: int = WIDTH,
 ) -> SafeString:
+    size = " chart-compact" if width <= COMPACT else ""
     head = (
-        f'<svg class="chart {css_class}" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'<svg class="chart {css_class}{size}" xmlns="http://www.w3.org/2000/svg" role="img" '
         f'viewBox="0 0 {width} {round(height)}" width="100%" '
         f'aria-labelledby="{label_id}-title {label_id}-desc">'
         f'<title id="{label_id}-title">{escape(title)}</title>'
@@ -138,8 +140,13 @@ def _phase_label(phase: Any, index: int) -> str:
     return f"{text} · {' + '.join(exposure)}" if exposure else text
 
 
-def _trim(text: str, limit: int = 28) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _trim(text: str, room: float) -> str:
+    """`text`, cut with an ellipsis to fit `room` units (bold: the current phase)."""
+    if text_width(text) * 1.1 <= room:
+        return text
+    while text and text_width(text + "…") * 1.1 > room:
+        text = text[:-1]
+    return text.rstrip() + "…"
 
 
 def phase_timeline_svg(
@@ -180,7 +187,7 @@ def phase_timeline_svg(
     start, end = _domain(points, now)
     scale = TimeScale(start, end, label_width, width - PAD_R)
     y_axis = PAD_T + n * ROW_H
-    body = _axis(scale, tz, PAD_T, y_axis)
+    body = _axis(scale, tz, PAD_T, y_axis, width=width)
     described: list[str] = []
     for i, row in enumerate(rows):
         phase = row.phase
@@ -194,7 +201,7 @@ def phase_timeline_svg(
         )
         body.append(
             f'<text class="phase-name" x="8" y="{y + BAR_H - 3}">'
-            f"<title>{escape(label)}</title>{escape(_trim(label, label_width // 7))}</text>"
+            f"<title>{escape(label)}</title>{escape(_trim(label, label_width - 14))}</text>"
         )
         bar_start = row.actual_start or row.planned_start
         if bar_start is None:
@@ -233,13 +240,22 @@ def phase_timeline_svg(
                     f"<title>planned for {escape(_fmt_long(row.planned_start, tz))}</title></path>"
                 )
             if current:
+                # Inside the bar's end when it fits, else just after the bar (or before it
+                # at the right edge): never over the phase names.
+                word_w = text_width("current") * 1.15
+                if x2 - x1 >= word_w + 8:
+                    at, anchor = x2 - 4, "end"
+                elif x2 + 4 + word_w <= width - 2:
+                    at, anchor = x2 + 4, "start"
+                else:
+                    at, anchor = x1 - 4, "end"
                 body.append(
-                    f'<text class="current-label" x="{min(x2, width - PAD_R) - 4}" '
-                    f'y="{y + BAR_H - 3}" text-anchor="end">current</text>'
+                    f'<text class="current-label" x="{at}" y="{y + BAR_H - 3}" '
+                    f'text-anchor="{anchor}">current</text>'
                 )
             described.append(tip)
         body.append("</g>")
-    body += _now_marker(scale, now, PAD_T - 8, y_axis)
+    body += _now_marker(scale, now, PAD_T, y_axis, width=width)
     if projected_end:
         body.append(
             f'<text class="projected-end" x="{width - PAD_R}" y="{height - 4}" '
@@ -316,7 +332,8 @@ def exposure_chart_svg(
     until = actual_until or now
     hold_points = [t for h in holds for t in h]
     start, end = _domain([p[0] for p in plan + real] + hold_points + [until], now)
-    left = 48
+    y_ticks = (0, 25, 50, 75, 100)
+    left = _value_labels([f"{tick}%" for tick in y_ticks])
     scale = TimeScale(start, end, left, WIDTH - PAD_R)
     top, bottom = PAD_T + 8, PAD_T + 8 + CHART_H
 
@@ -335,7 +352,7 @@ def exposure_chart_svg(
             f'fill="url(#{chart_id}-hatch)"><title>{escape(hold_tip)}</title></rect>'
             f'<text x="{x1 + 3}" y="{top + 12}">held</text></g>'
         )
-    for tick in (0, 25, 50, 75, 100):
+    for tick in y_ticks:
         body.append(
             f'<line class="grid" x1="{left}" y1="{y(tick)}" x2="{scale.x1}" y2="{y(tick)}" />'
         )
@@ -356,11 +373,19 @@ def exposure_chart_svg(
             f'<path class="series actual" data-steps="{escape(steps)}" '
             f'd="{step_path(real, scale=scale, y=y, until=until)}" fill="none" />'
         )
-        for at, pct in real:
-            body.append(
-                f'<text class="step-label" x="{scale.x(at) + 3}" y="{y(pct) - 4}">{pct:g}%</text>'
-            )
-    body += _now_marker(scale, now, top - 8, bottom)
+        # Latest first: where two steps came close together, the later one keeps its label
+        # (the table lists every step).
+        placed: list[tuple[float, float, float]] = []  # left, right, baseline
+        labels: list[str] = []
+        for at, pct in reversed(real):
+            x, base = scale.x(at) + 3, y(pct) - 4
+            right = x + text_width(f"{pct:g}%") * 1.1
+            if any(x < r and lft < right and abs(base - b) < 13 for lft, r, b in placed):
+                continue
+            placed.append((x, right, base))
+            labels.append(f'<text class="step-label" x="{x}" y="{base}">{pct:g}%</text>')
+        body += reversed(labels)
+    body += _now_marker(scale, now, top, bottom)
     legend_y = height - 6
     body.append(
         f'<g class="legend"><line class="planned" x1="{left}" y1="{legend_y - 4}" '
@@ -389,4 +414,67 @@ def exposure_chart_svg(
         body=body,
         css_class="exposure",
         label_id=chart_id,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The same facts as tables (shown instead of the chart on a narrow screen)
+
+
+def _table_time(at: datetime, tz: ZoneInfo) -> str:
+    wall = local(at, tz)
+    return f"{wall:%b} {wall.day}, {wall:%H:%M} {wall.tzname()}"
+
+
+def exposure_table(
+    *,
+    planned: Sequence[tuple[datetime, float | int | None]],
+    actual: Sequence[tuple[datetime, float | int | None]],
+    holds: Sequence[tuple[datetime, datetime | None]] = (),
+    timezone_name: str = "UTC",
+) -> ChartTable:
+    """Every planned and applied step and every hold, in time order."""
+    tz = _zone(timezone_name)
+    rows: list[tuple[datetime, int, tuple[str, ...]]] = []
+    for at, pct in _series(planned):
+        rows.append((at, 0, (_table_time(at, tz), "planned", f"{pct:g}%")))
+    for at, pct in _series(actual):
+        rows.append((at, 1, (_table_time(at, tz), "applied", f"{pct:g}%")))
+    for h_start, h_end in holds:
+        until = f"until {_table_time(h_end, tz)}" if h_end else "still held"
+        rows.append((h_start, 2, (_table_time(h_start, tz), "held", until)))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return ChartTable(
+        caption="Exposure over time",
+        columns=("When", "What", "Exposure"),
+        rows=[r[2] for r in rows],
+        empty="No exposure planned yet.",
+    )
+
+
+def timeline_table(
+    rows: Sequence[Any], *, timezone_name: str = "UTC", final: bool = False
+) -> ChartTable:
+    """Phase, exposure and start (actual, planned, or why there is none) per phase."""
+    tz = _zone(timezone_name)
+    out: list[tuple[str, ...]] = []
+    for i, row in enumerate(rows):
+        phase = row.phase
+        pct = getattr(phase, "percentage", None)
+        segment = getattr(phase, "segment", None) if getattr(phase, "segment_id", None) else None
+        exposure = " + ".join([str(segment)] * bool(segment) + [f"{pct}%"] * (pct is not None))
+        if row.actual_start:
+            start = f"started {_table_time(row.actual_start, tz)}"
+        elif row.planned_start:
+            start = _table_time(row.planned_start, tz)
+        elif getattr(row, "waits_for_person", False):
+            start = "waits for a person"
+        else:
+            start = "never started" if final else "after a person continues"
+        out.append((f"{i + 1}. {phase.name}", exposure or "—", start))
+    return ChartTable(
+        caption="Phase timeline",
+        columns=("Phase", "Exposure", "Start"),
+        rows=out,
+        empty="No phases planned yet.",
     )

@@ -13,7 +13,19 @@ from datetime import datetime
 from django.utils.html import escape
 from django.utils.safestring import SafeString
 
-from rollouts.charts import PAD_R, WIDTH, TimeScale, _axis, _domain, _fmt_long, _svg, _zone
+from core.charts import ChartTable
+from rollouts.charts import (
+    PAD_R,
+    WIDTH,
+    TimeScale,
+    _axis,
+    _domain,
+    _fmt_long,
+    _svg,
+    _table_time,
+    _value_labels,
+    _zone,
+)
 
 PLOT_H = 110
 
@@ -53,7 +65,8 @@ def check_chart_svg(
     if high - low <= 0:
         high = low + 1.0
     high += (high - low) * 0.1
-    left = 64
+    y_ticks = [(tick, f"{tick:.3g}") for tick in (low, (low + high) / 2, high)]
+    left = max(40, _value_labels([label for _, label in y_ticks]))
     start, end = _domain([p.at for p in points], now)
     scale = TimeScale(start, end, left, WIDTH - PAD_R)
     top, bottom = 14.0, 14.0 + PLOT_H
@@ -63,11 +76,11 @@ def check_chart_svg(
         return round(bottom - (value - low) / (high - low) * (bottom - top), 1)
 
     body: list[str] = []
-    for tick in (low, (low + high) / 2, high):
+    for tick, label in y_ticks:
         body.append(
             f'<line class="grid" x1="{left}" y1="{y(tick)}" x2="{scale.x1}" y2="{y(tick)}" />'
             f'<text class="tick" x="{left - 6}" y="{y(tick) + 4}" text-anchor="end">'
-            f"{tick:.3g}</text>"
+            f"{escape(label)}</text>"
         )
     body += _axis(scale, tz, top, bottom)
     body.append(
@@ -120,4 +133,31 @@ def check_chart_svg(
         body=body,
         css_class="checks",
         label_id=chart_id,
+    )
+
+
+def check_table(
+    *,
+    name: str,
+    comparison: str,
+    threshold: float,
+    points: Sequence[Point],
+    timezone_name: str = "UTC",
+) -> ChartTable:
+    """Each evaluation of one check: when, its value, the threshold, and the result."""
+    tz = _zone(timezone_name)
+    must = f"{comparison} {threshold:g}"
+    return ChartTable(
+        caption=f"{name}: evaluations",
+        columns=("When", "Value", "Must be", "Result"),
+        rows=[
+            (
+                _table_time(p.at, tz),
+                "no value" if p.value is None else f"{p.value:g}",
+                must,
+                p.status,
+            )
+            for p in points
+        ],
+        empty="Not evaluated yet.",
     )

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from core.exceptions import ApplicationError
 from core.http import AuthenticatedHttpRequest, done
 from core.roles import require
-from rollouts.check_charts import Point, check_chart_svg
+from rollouts.check_charts import Point, check_chart_svg, check_table
 from rollouts.models import CheckResult, PhaseCheck, PrometheusSource, Rollout
 from rollouts.services import checks as check_services
 from rollouts.views.common import CHANGED, refused, rollout_or_404
@@ -54,6 +54,13 @@ def _rows(rollout: Rollout) -> list[dict[str, Any]]:
                         now=now,
                         timezone_name=rollout.timezone,
                         chart_id=f"check-{c.id}",
+                    ),
+                    "table": check_table(
+                        name=c.name,
+                        comparison=c.comparison,
+                        threshold=c.threshold,
+                        points=points,
+                        timezone_name=rollout.timezone,
                     ),
                 }
             )

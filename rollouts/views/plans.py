@@ -149,8 +149,11 @@ def _preview(editor: PlanEditor, now: datetime) -> dict[str, Any]:
             timezone_name=editor.rollout.timezone,
             projected_end=end,
             chart_id="preview",
-            width=520,
+            width=charts.COMPACT,
             label_width=150,
+        ),
+        "preview_table": charts.timeline_table(
+            timeline, timezone_name=editor.rollout.timezone, final=False
         ),
     }
 

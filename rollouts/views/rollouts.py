@@ -354,6 +354,12 @@ def _detail_context(request: HttpRequest, detail: selectors.RolloutDetail) -> di
             timezone_name=rollout.timezone,
             actual_until=final_at,
         ),
+        "exposure_table": charts.exposure_table(
+            planned=steps.planned,
+            actual=steps.actual,
+            holds=steps.holds,
+            timezone_name=rollout.timezone,
+        ),
         "ofrep_example": (
             spec.ofrep_example(rollout, request.build_absolute_uri("/")) if spec else ""
         ),

@@ -24,13 +24,20 @@ def pytest_collection_modifyitems(items):
 
 
 class UI:
-    """A logged-in (or anonymous) browser tab with accessibility checks on every page."""
+    """A logged-in (or anonymous) browser tab with accessibility checks on every page.
 
-    def __init__(self, page, base_url: str) -> None:
+    `js=False`: the tab runs no script, and axe-core is script. Each audit then serves the
+    tab's document as it stands (`page.content()`) at the same URL to a scripted tab of its
+    own context and viewport, with every page script refused (CSP `script-src 'none'`):
+    axe sees the markup and styles a person without JavaScript gets, nothing htmx or
+    rollcall.js would have changed."""
+
+    def __init__(self, page, base_url: str, *, js: bool = True) -> None:
         from axe_playwright_python.sync_playwright import Axe
 
         self.page = page
         self.base_url = base_url
+        self.js = js
         self._axe = Axe()
         self.audited: list[str] = []
 
@@ -41,7 +48,7 @@ class UI:
 
     def audit(self) -> None:
         self.page.wait_for_load_state("networkidle")
-        results = self._axe.run(self.page)
+        results = self._axe.run(self.page) if self.js else self._audit_copy()
         bad = [
             f"{v['id']} ({v['impact']}): {v['help']} -> "
             + ", ".join(str(n["target"]) for n in v["nodes"][:3])
@@ -50,6 +57,31 @@ class UI:
         ]
         assert not bad, f"axe found problems on {self.page.url}:\n" + "\n".join(bad)
         self.audited.append(self.page.url)
+
+    def _audit_copy(self):
+        html = self.page.content()
+        url = self.page.url.split("#", 1)[0]
+        context = self.page.context.browser.new_context(
+            java_script_enabled=True, viewport=self.page.viewport_size
+        )
+        try:
+            copy = context.new_page()
+            copy.route(
+                lambda u: u.split("#", 1)[0] == url,
+                lambda route: route.fulfill(
+                    status=200,
+                    content_type="text/html; charset=utf-8",
+                    headers={"Content-Security-Policy": "script-src 'none'"},
+                    body=html,
+                ),
+            )
+            copy.goto(url)
+            copy.wait_for_load_state("load")
+            scripted = copy.evaluate("typeof window.htmx")
+            assert scripted == "undefined", "the copy must not run the page's scripts"
+            return self._axe.run(copy)
+        finally:
+            context.close()
 
     def login(self, username: str, password: str) -> None:
         self.visit("/accounts/login/")

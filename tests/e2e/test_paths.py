@@ -30,8 +30,8 @@ def demo(transactional_db):
 
 
 class Counted:
-    """A tab that counts what a person does, checks each page with axe (when scripts run)
-    and that nothing overflows sideways."""
+    """A tab that counts what a person does, checks each page with axe (a copy of it when
+    scripts are off: `UI.audit`) and that nothing overflows sideways."""
 
     def __init__(self, ui, *, width: int, js: bool) -> None:
         self.ui = ui
@@ -43,8 +43,7 @@ class Counted:
 
     def check_page(self) -> None:
         self.page.wait_for_load_state("load")
-        if self.js:
-            self.ui.audit()
+        self.ui.audit()
         wide = self.page.evaluate("document.documentElement.scrollWidth")
         assert wide <= self.width, f"{self.page.url} is {wide}px wide at {self.width}px"
 
@@ -68,7 +67,7 @@ def _tab(browser, live_server, *, width: int, js: bool):
     context = browser.new_context(java_script_enabled=js, viewport={"width": width, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    return context, Counted(UI(page, live_server.url), width=width, js=js)
+    return context, Counted(UI(page, live_server.url, js=js), width=width, js=js)
 
 
 def _login(tab: Counted, username: str) -> None:
