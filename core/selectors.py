@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from core.models import FeedToken, Heartbeat
+from core.models import FeedToken, Heartbeat, UserPreference
 
 SCHEDULER_HEARTBEAT = "scheduler"
 
@@ -45,3 +45,11 @@ def feed_token_user(*, token: str, scope: str) -> Any:
     if found is None or not found.user.is_active:
         return None
     return found.user
+
+
+def user_time_zone(*, user: Any) -> str:
+    """The IANA zone the person reads times in: their preference, else settings.TIME_ZONE."""
+    if not getattr(user, "is_authenticated", False):
+        return settings.TIME_ZONE
+    name = UserPreference.objects.filter(user_id=user.pk).values_list("time_zone", flat=True)
+    return next(iter(name), None) or settings.TIME_ZONE
