@@ -146,7 +146,9 @@ def remember_time_zone(request: HttpRequest, name: str) -> None:
     request.session[TIME_ZONE_SESSION_KEY] = name
 
 
-def remember_time_zone_at_login(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
+def remember_time_zone_at_login(
+    sender: Any, request: HttpRequest | None, user: Any, **_: Any
+) -> None:
     """`user_logged_in` receiver: one query at login instead of one on every page."""
     if request is None or not hasattr(request, "session"):
         return

@@ -51,5 +51,5 @@ def user_time_zone(*, user: Any) -> str:
     """The IANA zone the person reads times in: their preference, else settings.TIME_ZONE."""
     if not getattr(user, "is_authenticated", False):
         return settings.TIME_ZONE
-    name = UserPreference.objects.filter(user_id=user.pk).values_list("time_zone", flat=True)
-    return next(iter(name), None) or settings.TIME_ZONE
+    names = UserPreference.objects.filter(user_id=user.pk).values_list("time_zone", flat=True)
+    return str(next(iter(names), "") or settings.TIME_ZONE)

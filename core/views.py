@@ -232,7 +232,7 @@ def failures_panel(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
 
 @login_required
 def user_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """"Your settings": the time zone every page shows times in. Each person changes only
+    """ "Your settings": the time zone every page shows times in. Each person changes only
     their own (the service checks it); GET shows the form, POST saves and goes back."""
     from core import services as core_services
     from core.forms import UserPreferenceForm

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from core.when import format_datetime, format_short
+
 WIDTH = 760
 LABEL_W = 190  # left column for phase names
 PAD_R = 24
@@ -41,12 +43,11 @@ class TimeScale:
 
 
 def _fmt(at: datetime, tz: ZoneInfo) -> str:
-    return at.astimezone(tz).strftime("%b %d %H:%M").replace(" 0", " ")
+    return format_short(at, tz)
 
 
 def _fmt_long(at: datetime, tz: ZoneInfo) -> str:
-    local = at.astimezone(tz)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    return format_datetime(at, tz)
 
 
 def _zone(name: str | None) -> ZoneInfo:

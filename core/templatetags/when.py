@@ -1,6 +1,6 @@
 """The one way templates show a time (see core/when.py); a builtin, so no {% load %}.
 
-    <time datetime="{{ at|iso }}">{{ at|when }}</time>   Tue 3 Dec 2024, 09:00 CET
+<time datetime="{{ at|iso }}">{{ at|when }}</time>   Tue 3 Dec 2024, 09:00 CET
 """
 
 from __future__ import annotations

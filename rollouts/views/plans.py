@@ -146,7 +146,7 @@ def _preview(editor: PlanEditor, now: datetime) -> dict[str, Any]:
         "preview_svg": charts.phase_timeline_svg(
             timeline,
             now=now,
-            timezone_name=editor.rollout.timezone,
+            timezone_name=timezone.get_current_timezone_name(),  # the viewer's
             projected_end=end,
             chart_id="preview",
             width=520,
