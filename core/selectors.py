@@ -49,7 +49,8 @@ def feed_token_user(*, token: str, scope: str) -> Any:
 
 def user_time_zone(*, user: Any) -> str:
     """The IANA zone the person reads times in: their preference, else settings.TIME_ZONE."""
+    default: str = settings.TIME_ZONE
     if not getattr(user, "is_authenticated", False):
-        return settings.TIME_ZONE
+        return default
     names = UserPreference.objects.filter(user_id=user.pk).values_list("time_zone", flat=True)
-    return str(next(iter(names), "") or settings.TIME_ZONE)
+    return str(next(iter(names), "") or default)

@@ -7,7 +7,8 @@ and in one format, defined here once:
     Tue 3 Dec 2024, 09:00 CET      DATETIME_FORMAT (`{{ value|when }}`)
     Tue 3 Dec 2024                 DATE_FORMAT (`{{ value|when_date }}`)
     09:00                          TIME_FORMAT (`{{ value|when_time }}`, inside a named day)
-    3 Dec, 09:00                   SHORT_FORMAT (`{{ value|when_short }}`, chart axes)
+    3 Dec, 09:00                   SHORT_FORMAT (chart axes)
+    December 2024                  MONTH_FORMAT (the calendar's month)
 
 Notices and e-mails are read by their recipients, in the audience's zone, with the same
 format (`comms.templating.format_time`). Templates never write their own `|date:"..."`
@@ -28,6 +29,7 @@ DATETIME_FORMAT = "D j M Y, H:i T"
 DATE_FORMAT = "D j M Y"
 TIME_FORMAT = "H:i"
 SHORT_FORMAT = "j M, H:i"
+MONTH_FORMAT = "F Y"
 
 # Offered first in the zone picker: where most people reading a rollout sit.
 COMMON_ZONES = (
@@ -106,6 +108,11 @@ def format_time(value: datetime | None, tz: tzinfo | None = None) -> str:
 def format_short(value: datetime | None, tz: tzinfo | None = None) -> str:
     """`3 Dec, 09:00`: where space is short (chart axes)."""
     return format_datetime(value, tz, SHORT_FORMAT)
+
+
+def format_month(value: date) -> str:
+    """`December 2024`."""
+    return dateformat.format(value, MONTH_FORMAT)
 
 
 def iso(value: date | datetime | None) -> str:

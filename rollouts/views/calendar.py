@@ -19,7 +19,7 @@ from core.http import AuthenticatedHttpRequest, done, render_page
 from core.models import FeedToken
 from core.roles import require
 from core.selectors import feed_token_get, feed_token_user
-from core.when import format_date
+from core.when import format_date, format_month
 from rollouts import selectors
 from rollouts.forms import CalendarQuery
 from rollouts.views.common import htmx_target
@@ -117,7 +117,7 @@ def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
         "environments": selectors.filter_choices()["environment"],
         "feed_url": feed_url,
         "title": (
-            f"Week of {format_date(first)}" if query.view == "week" else f"{query.date:%B %Y}"
+            f"Week of {format_date(first)}" if query.view == "week" else format_month(query.date)
         ),
     }
     partial = "calendar-body" if htmx_target(request) == "calendar-body" else None

@@ -243,9 +243,7 @@ def test_exposure_chart__labels_each_actual_step_with_its_percentage():
 def test_exposure_chart__desc_reads_planned_and_actual_in_words():
     desc = exposure().find("svg:desc", NS).text
     assert desc.startswith("Planned: 5% from Wed 1 May 2030, 09:00 UTC")
-    assert (
-        "Actual: 5% from Wed 1 May 2030, 09:00 UTC, 25% from Thu 2 May 2030, 15:00 UTC" in desc
-    )
+    assert "Actual: 5% from Wed 1 May 2030, 09:00 UTC, 25% from Thu 2 May 2030, 15:00 UTC" in desc
 
 
 def test_exposure_chart__nothing_yet__says_so():
