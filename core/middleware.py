@@ -162,8 +162,11 @@ class ViewerTimeZoneMiddleware:
 
     The zone comes from the session (stored at login and when the person saves it on the
     "Your settings" page); a session from before that (or one the login did not see) looks
-    it up once and keeps it. Anonymous visitors and machines get settings.TIME_ZONE.
+    it up once and keeps it. Anonymous visitors and machines get settings.TIME_ZONE, and so
+    does the API even with a session: its JSON must not change with who is looking.
     """
+
+    MACHINE_PATHS = ("/api/", "/ofrep/", "/hooks/")
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -183,6 +186,8 @@ class ViewerTimeZoneMiddleware:
 
     @staticmethod
     def _zone_name(request: HttpRequest) -> str | None:
+        if request.path.startswith(ViewerTimeZoneMiddleware.MACHINE_PATHS):
+            return None
         session = getattr(request, "session", None)
         if session is None or settings.SESSION_COOKIE_NAME not in request.COOKIES:
             return None  # machines and first visits: no session read (no `Vary: Cookie`)

@@ -60,9 +60,7 @@ def test_settings_page__get__select_of_zones_common_first_current_selected(rm_cl
 
 
 def test_settings_page__post__saves_own_zone_says_so_and_goes_back(rm_client, release_manager):
-    response = rm_client.post(
-        URL, {"time_zone": "Europe/Paris", "next": "/rollouts/"}, follow=True
-    )
+    response = rm_client.post(URL, {"time_zone": "Europe/Paris", "next": "/rollouts/"}, follow=True)
     assert response.redirect_chain == [("/rollouts/", 302)]
     assert zone_of(release_manager) == "Europe/Paris"
     assert "Times are now shown in Europe/Paris." in response.content.decode()
@@ -138,7 +136,9 @@ def test_user_preference_set__twice__one_row_latest_zone(support_user):
 def test_header__names_the_zone_and_links_to_the_settings(client, release_manager):
     client.force_login(release_manager)
     html = client.get("/").content.decode()
-    assert re.search(r'<a class="viewer-zone" id="viewer-zone" href="/accounts/settings/\?next=/"', html)
+    assert re.search(
+        r'<a class="viewer-zone" id="viewer-zone" href="/accounts/settings/\?next=/"', html
+    )
     assert "Times in UTC" in html
     services.user_preference_set(
         actor=release_manager, user=release_manager, time_zone="America/New_York"
@@ -244,3 +244,14 @@ def test_calendar__days_and_times_in_the_viewer_zone(paris_client):
     assert re.search(r"until\s+00:30\s+Launch freeze", text)
     assert "Times in Europe/Paris" in text
     assert not OTHER_ZONES.findall(text)
+
+
+def test_api__with_a_session_of_a_paris_viewer__times_stay_utc(paris_client):
+    from tests.rollouts.factories import ReleaseFactory
+
+    release = ReleaseFactory()
+    type(release).objects.filter(pk=release.pk).update(created_at=INSTANT)
+
+    body = paris_client.get(f"/api/v1/releases/{release.pk}").json()
+
+    assert body["created_at"] in ("2030-03-04T09:05:00Z", "2030-03-04T09:05:00+00:00")

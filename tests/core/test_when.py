@@ -66,8 +66,10 @@ def test_template_filters__viewer_zone_and_time_element():
     template = Template('<time datetime="{{ at|iso }}">{{ at|when }}</time> {{ day|when_date }}')
     with timezone.override(ZoneInfo("Europe/Paris")):
         html = template.render(Context({"at": WINTER, "day": date(2030, 3, 5)}))
-    assert html == '<time datetime="2030-03-04T09:05:00+00:00">Mon 4 Mar 2030, 10:05 CET</time> ' + (
-        "Tue 5 Mar 2030"
+    assert (
+        html
+        == '<time datetime="2030-03-04T09:05:00+00:00">Mon 4 Mar 2030, 10:05 CET</time> '
+        + ("Tue 5 Mar 2030")
     )
 
 
