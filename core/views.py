@@ -10,7 +10,6 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -232,12 +231,12 @@ def failures_panel(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
 
 @login_required
 def user_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """ "Your settings": the time zone every page shows times in. Each person changes only
-    their own (the service checks it); GET shows the form, POST saves and goes back."""
+    """The "Your settings" page: the time zone every page shows times in. Each person changes
+    only their own (the service checks it); GET shows the form, POST saves and goes back."""
     from core import services as core_services
     from core.forms import UserPreferenceForm
     from core.middleware import remember_time_zone
-    from core.when import zone, zone_choices
+    from core.when import zone_choices
 
     back = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(
@@ -255,8 +254,7 @@ def user_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
             except ApplicationError as exc:
                 form.add_error("time_zone", exc.message)
             else:
-                remember_time_zone(request, saved.time_zone)
-                timezone.activate(zone(saved.time_zone))
+                remember_time_zone(request, saved.time_zone)  # the next page is in it
                 return done(
                     request,
                     message=f"Times are now shown in {saved.time_zone}.",
