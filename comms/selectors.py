@@ -24,6 +24,7 @@ from comms.models import (
     PlanRule,
 )
 from comms.templating import BUILTIN_TEMPLATES, format_duration, format_time, zone
+from core.when import format_datetime
 from rollouts.models import Phase, Rollout
 from rollouts.scheduling import PhaseTimes, projected_end, projected_timeline
 
@@ -146,7 +147,8 @@ def _phase_label(phase: Phase | None) -> str:
 
 
 def _when(at: datetime | None, audience: Audience) -> str:
-    return f"at {format_time(at, audience.timezone)}" if at else ""
+    # Read on a page: in the viewer's zone (core/when.py), like every other time there.
+    return f"at {format_datetime(at)}" if at else ""
 
 
 def _describe(

@@ -30,6 +30,7 @@ from django.utils.html import escape
 
 from core.exceptions import ApplicationError
 from core.markdown import render_markdown
+from core.when import format_datetime
 
 # name -> what it is (shown next to template editors).
 VARIABLES: dict[str, str] = {
@@ -314,11 +315,9 @@ def zone(name: str) -> ZoneInfo:
 
 
 def format_time(value: datetime | None, tz_name: str) -> str:
-    """`Tue 3 Dec 2024, 09:00 CET` in the given IANA zone; '' for no time."""
-    if value is None:
-        return ""
-    local = value.astimezone(zone(tz_name))
-    return f"{local:%a} {local.day} {local:%b %Y, %H:%M} {local.tzname()}"
+    """`Tue 3 Dec 2024, 09:00 CET` in the given IANA zone (the audience's: notices are read
+    by their recipients); '' for no time. The one format of every page (core/when.py)."""
+    return format_datetime(value, zone(tz_name))
 
 
 def humanize_delta(delta: timedelta) -> str:

@@ -16,6 +16,8 @@ from itertools import pairwise
 
 from django.utils import timezone
 
+from core.when import DAY_FORMAT, SHORT_FORMAT, TIME_FORMAT, format_wall
+
 FONT = 12.0  # chart text size, in viewBox units
 TICK_GAP = 10.0  # least space between two axis labels
 
@@ -106,10 +108,8 @@ def _aware(wall: datetime, tz: tzinfo) -> datetime | None:
 
 def _label(wall: datetime, step: timedelta, *, with_date: bool) -> str:
     if step >= DAY:
-        return f"{wall:%b} {wall.day}"
-    if with_date:
-        return f"{wall:%b} {wall.day} {wall:%H:%M}"
-    return f"{wall:%H:%M}"
+        return format_wall(wall, DAY_FORMAT)
+    return format_wall(wall, SHORT_FORMAT if with_date else TIME_FORMAT)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from core.roles import user_roles
 
@@ -46,4 +47,9 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     ]
     if matching:
         max(matching, key=lambda item: len(item["url"]))["active"] = True
-    return {"nav_items": items, "user_roles": user_roles(user)}
+    return {
+        "nav_items": items,
+        "user_roles": user_roles(user),
+        # The header says which zone every time on the page is in (core/when.py).
+        "viewer_time_zone": timezone.get_current_timezone_name(),
+    }

@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
+from django.utils import timezone
 from django_htmx.http import HttpResponseClientRedirect
 
 
@@ -135,3 +136,69 @@ class FriendlyNotFoundMiddleware:
 
             return page_not_found(request)
         return response
+
+
+TIME_ZONE_SESSION_KEY = "rollcall_time_zone"
+
+
+def remember_time_zone(request: HttpRequest, name: str) -> None:
+    """Keep the person's zone in their session: pages then need no query to find it."""
+    request.session[TIME_ZONE_SESSION_KEY] = name
+
+
+def remember_time_zone_at_login(
+    sender: Any, request: HttpRequest | None, user: Any, **_: Any
+) -> None:
+    """`user_logged_in` receiver: one query at login instead of one on every page."""
+    if request is None or not hasattr(request, "session"):
+        return
+    from core.selectors import user_time_zone
+
+    remember_time_zone(request, user_time_zone(user=user))
+
+
+class ViewerTimeZoneMiddleware:
+    """Every time on a page is shown in the viewer's zone: activate it for the request.
+
+    The zone comes from the session (stored at login and when the person saves it on the
+    "Your settings" page); a session from before that (or one the login did not see) looks
+    it up once and keeps it. Anonymous visitors and machines get settings.TIME_ZONE, and so
+    does the API even with a session: its JSON must not change with who is looking.
+    """
+
+    MACHINE_PATHS = ("/api/", "/ofrep/", "/hooks/")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from core.when import zone
+
+        name = self._zone_name(request)
+        if name:
+            timezone.activate(zone(name))
+        else:
+            timezone.deactivate()
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
+
+    @staticmethod
+    def _zone_name(request: HttpRequest) -> str | None:
+        if request.path.startswith(ViewerTimeZoneMiddleware.MACHINE_PATHS):
+            return None
+        session = getattr(request, "session", None)
+        if session is None or settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return None  # machines and first visits: no session read (no `Vary: Cookie`)
+        name = session.get(TIME_ZONE_SESSION_KEY)
+        if name:
+            return str(name)
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None
+        from core.selectors import user_time_zone
+
+        name = user_time_zone(user=user)
+        remember_time_zone(request, name)
+        return name

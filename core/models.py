@@ -82,3 +82,25 @@ class FeedToken(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.get_scope_display()} token of {self.user}"
+
+
+class UserPreference(BaseModel):
+    """How one person wants Rollcall shown: the time zone every page shows times in.
+
+    No row means the defaults (settings.TIME_ZONE). Written by `user_preference_set` only.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        default=settings.TIME_ZONE,
+        help_text="IANA time zone; every page shows times in it.",
+    )
+
+    class Meta:
+        verbose_name = "user preference"
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"

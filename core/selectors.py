@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from core.models import FeedToken, Heartbeat
+from core.models import FeedToken, Heartbeat, UserPreference
 
 SCHEDULER_HEARTBEAT = "scheduler"
 
@@ -45,3 +45,12 @@ def feed_token_user(*, token: str, scope: str) -> Any:
     if found is None or not found.user.is_active:
         return None
     return found.user
+
+
+def user_time_zone(*, user: Any) -> str:
+    """The IANA zone the person reads times in: their preference, else settings.TIME_ZONE."""
+    default: str = settings.TIME_ZONE
+    if not getattr(user, "is_authenticated", False):
+        return default
+    names = UserPreference.objects.filter(user_id=user.pk).values_list("time_zone", flat=True)
+    return str(next(iter(names), "") or default)

@@ -5,10 +5,13 @@ import socket
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from core.models import FeedToken, Heartbeat, _new_feed_token
+from core.exceptions import ApplicationError
+from core.models import FeedToken, Heartbeat, UserPreference, _new_feed_token
+from core.when import is_zone
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +57,28 @@ def feed_token_revoke(*, user: AbstractBaseUser, scope: str) -> bool:
     if deleted:
         logger.info("feed_token.revoked user_id=%s scope=%s", user.pk, scope)
     return bool(deleted)
+
+
+# --------------------------------------------------------------------------------------------
+# Personal preferences: each person sets their own, nobody else's.
+
+
+def user_preference_set(
+    *, actor: AbstractBaseUser, user: AbstractBaseUser, time_zone: str
+) -> UserPreference:
+    """Set the time zone `user` reads every time in. Only the person themself may change it
+    (PermissionDenied otherwise, admins included: it is a personal setting, not a role)."""
+    if actor.pk is None or actor.pk != user.pk:
+        raise PermissionDenied("You can change only your own settings.")
+    time_zone = (time_zone or "").strip()
+    if not is_zone(time_zone):
+        raise ApplicationError(
+            f"“{time_zone[:64]}” is not a time zone Rollcall knows; pick one from the list "
+            "(an IANA name such as Europe/Paris).",
+            field="time_zone",
+        )
+    preference, _ = UserPreference.objects.update_or_create(
+        user_id=user.pk, defaults={"time_zone": time_zone}
+    )
+    logger.info("user_preference.set user_id=%s time_zone=%s", user.pk, time_zone)
+    return preference

@@ -6,6 +6,7 @@ from core import metrics, views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("accounts/home/", views.home, name="home"),
+    path("accounts/settings/", views.user_settings, name="user-settings"),
     path("failures/", views.failures, name="failures"),
     path("failures/<str:source>/<str:key>/retry", views.failure_retry, name="failure-retry"),
     path("failures/<str:source>/<str:key>/discard", views.failure_discard, name="failure-discard"),

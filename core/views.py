@@ -10,6 +10,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -17,7 +18,7 @@ from core.dashboard import panels
 from core.exceptions import ApplicationError
 from core.http import AuthenticatedHttpRequest, HtmxHttpRequest, done, render_page
 from core.roles import ADMINS, SUPPORT, require, user_roles
-from core.selectors import scheduler_status
+from core.selectors import scheduler_status, user_time_zone
 
 logger = logging.getLogger(__name__)
 
@@ -226,3 +227,46 @@ def failures_panel(request: HttpRequest) -> tuple[str, dict[str, Any]] | None:
             "top": items[:5],
         }
     }
+
+
+@login_required
+def user_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The "Your settings" page: the time zone every page shows times in. Each person changes
+    only their own (the service checks it); GET shows the form, POST saves and goes back."""
+    from core import services as core_services
+    from core.forms import UserPreferenceForm
+    from core.middleware import remember_time_zone
+    from core.when import zone_choices
+
+    back = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = ""
+    status = 200
+    if request.method == "POST":
+        form = UserPreferenceForm(request.POST)
+        if form.is_valid():
+            try:
+                saved = core_services.user_preference_set(
+                    actor=request.user, user=request.user, time_zone=form.cleaned_data["time_zone"]
+                )
+            except ApplicationError as exc:
+                form.add_error("time_zone", exc.message)
+            else:
+                remember_time_zone(request, saved.time_zone)  # the next page is in it
+                return done(
+                    request,
+                    message=f"Times are now shown in {saved.time_zone}.",
+                    redirect_to=back or reverse("user-settings"),
+                )
+        status = 400
+    else:
+        form = UserPreferenceForm(initial={"time_zone": user_time_zone(user=request.user)})
+    chosen = form["time_zone"].value() or ""
+    return render(
+        request,
+        "core/user_settings.html",
+        {"form": form, "zones": zone_choices(), "chosen": chosen, "next": back},
+        status=status,
+    )

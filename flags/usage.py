@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.exceptions import ApplicationError
+from core.when import format_date
 from flags.models import ClientApplication, Environment, Flag, FlagState, FlagUsage
 
 logger = logging.getLogger(__name__)
@@ -407,7 +408,7 @@ def stale_flags(*, days: int, now: datetime | None = None) -> list[dict[str, Any
         changed = max((s.updated_at for s in states), default=flag.updated_at)
         reason = ""
         if last is None or last < since:
-            reason = "not evaluated" + (f" since {last:%Y-%m-%d}" if last else " yet")
+            reason = "not evaluated" + (f" since {format_date(last)}" if last else " yet")
             if flag.created_at > since:
                 continue  # too new to say
         elif full and changed < since:

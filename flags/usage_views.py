@@ -15,9 +15,10 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from core.charts import ChartTable, TimeScale, local, text_width, time_ticks
+from core.charts import ChartTable, TimeScale, text_width, time_ticks
 from core.http import AuthenticatedHttpRequest
 from core.roles import require
+from core.when import format_datetime
 from flags import usage
 from flags.models import Flag
 
@@ -93,10 +94,9 @@ def usage_table(points: list[usage.UsagePoint], *, start: datetime) -> ChartTabl
     per_env = _per_hour(points, start)
     rows = []
     for i in range(HOURS):
-        wall = local(start + timedelta(hours=i))
         rows.append(
             (
-                f"{wall:%b} {wall.day}, {wall:%H:%M} {wall.tzname()}",
+                format_datetime(start + timedelta(hours=i)),
                 *(str(series[i]) for series in per_env.values()),
             )
         )

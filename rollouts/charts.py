@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from core.charts import ChartTable, TimeScale, local, text_width, time_ticks
+from core.charts import ChartTable, TimeScale, text_width, time_ticks
+from core.when import format_datetime
 
 __all__ = ["TimeScale", "exposure_chart_svg", "exposure_table", "phase_timeline_svg"]
 
@@ -32,8 +33,7 @@ PAD_T = NOW_BAND + 4
 
 
 def _fmt_long(at: datetime, tz: ZoneInfo) -> str:
-    wall = local(at, tz)
-    return f"{wall:%Y-%m-%d %H:%M} {wall.tzname()}"
+    return format_datetime(at, tz)
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -422,8 +422,7 @@ def exposure_chart_svg(
 
 
 def _table_time(at: datetime, tz: ZoneInfo) -> str:
-    wall = local(at, tz)
-    return f"{wall:%b} {wall.day}, {wall:%H:%M} {wall.tzname()}"
+    return format_datetime(at, tz)
 
 
 def exposure_table(

@@ -181,7 +181,7 @@ class RolloutCreateForm(forms.Form):
     )
     timezone = forms.ChoiceField(
         choices=timezone_choices,
-        initial="UTC",
+        initial=timezone.get_current_timezone_name,  # the viewer's own zone
         widget=FastSelect,
         label="Time zone",
         help_text="Dates and times of the plan are in this time zone.",
@@ -479,7 +479,10 @@ class WindowForm(forms.Form):
         widget=FastSelect,
     )
     timezone = forms.ChoiceField(
-        choices=timezone_choices, initial="UTC", widget=FastSelect, label="Time zone"
+        choices=timezone_choices,
+        initial=timezone.get_current_timezone_name,  # the viewer's own zone
+        widget=FastSelect,
+        label="Time zone",
     )
     schedule = forms.ChoiceField(
         choices=(("once", "Once: from a date to a date"), ("cron", "Recurring: cron + duration")),
@@ -569,15 +572,12 @@ CALENDAR_LAST_DATE = date(2999, 12, 31)
 
 
 class CalendarQuery:
-    """The calendar's view, date, environment and display time zone, from the query string."""
+    """The calendar's view, date and environment, from the query string. Days and times are
+    the viewer's (their time zone, activated for the request: core/when.py)."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.view = data.get("view") if data.get("view") in ("month", "week") else "month"
-        tz_name = str(data.get("tz") or "UTC")
-        try:
-            self.tz = ZoneInfo(tz_name) if tz_name in _zones() else ZoneInfo("UTC")
-        except (KeyError, ValueError):
-            self.tz = ZoneInfo("UTC")
+        self.tz = timezone.get_current_timezone()
         self.environment = str(data.get("environment") or "")[:64]
         today = timezone.localdate(timezone=self.tz)
         raw = str(data.get("date") or "")
@@ -594,8 +594,3 @@ class CalendarQuery:
                 f"{CALENDAR_LAST_DATE.isoformat()}; {self.date.isoformat()} is outside that range."
             )
             self.date = today
-
-
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset({*zoneinfo.available_timezones(), "UTC"})

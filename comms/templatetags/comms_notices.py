@@ -1,13 +1,14 @@
-"""Small display helpers for notice pages: times in a zone, state pills (icon + words)."""
+"""Small display helpers for notice pages: lead times, state pills (icon + words). Times use
+the `|when` builtin (core/when.py), in the viewer's zone."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django import template
 
-from comms.templating import format_duration, format_time
+from comms.templating import format_duration
 
 register = template.Library()
 
@@ -35,11 +36,6 @@ LABELS = {
     "conditional": "If it happens",
     "partially_failed": "Partially failed",
 }
-
-
-@register.filter
-def in_zone(value: datetime | None, tz_name: str = "UTC") -> str:
-    return format_time(value, tz_name) if value else "—"
 
 
 @register.filter

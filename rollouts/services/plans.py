@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime, parse_duration
 from django.utils.text import slugify
 
 from core.exceptions import ApplicationError
+from core.when import format_datetime
 from flags.models import Environment, Flag, FlagState, Segment
 from flags.services import flag_create, flag_state_update, through_rollout
 from rollouts import strategies
@@ -176,10 +177,10 @@ def _clean_phases(
                     f"{label}: give the date and time it starts.", field=f"{where}.start_at"
                 )
             if previous_at is not None and start_at < previous_at:
-                local = timezone.localtime(previous_at, tz).strftime("%Y-%m-%d %H:%M")
+                # In the plan's zone: the one the editor's start times are typed in.
+                local = format_datetime(previous_at, tz)
                 raise ApplicationError(
-                    f"{label}: starts before an earlier phase ({local} {tz.key}); "
-                    "phases start in order.",
+                    f"{label}: starts before an earlier phase ({local}); phases start in order.",
                     field=f"{where}.start_at",
                 )
             previous_at = start_at

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -21,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.exceptions import ApplicationError
+from core.when import format_datetime
 from flags.models import Environment
 from rollouts import scheduling
 from rollouts import windows as windows_mod
@@ -68,15 +68,11 @@ def _due(
     return scheduling.next_due_at(rollout, phases, windows=windows)
 
 
-def _local_words(at: datetime | None, tz_name: str) -> str:
+def _local_words(at: datetime | None) -> str:
+    """In the zone of whoever reads it (the viewer's on a page; UTC for the API, tasks)."""
     if at is None:
         return "with no allowed moment in the next year"
-    try:
-        tz = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = ZoneInfo("UTC")
-    local = timezone.localtime(at, tz)
-    return f"until {local:%a %b} {local.day}, {local:%H:%M %Z}"
+    return f"until {format_datetime(at)}"
 
 
 def _check_window(
@@ -94,7 +90,7 @@ def _check_window(
     block = windows_mod.blocking(now, window_specs(rollout.environment_id))
     if block is None:
         return
-    when = _local_words(block.until, rollout.timezone)
+    when = _local_words(block.until)
     if not override:
         raise ApplicationError(
             f"Cannot {doing} rollout {rollout.key} now: {block.words} {when}. Wait for it, or "

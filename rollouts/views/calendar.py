@@ -19,6 +19,7 @@ from core.http import AuthenticatedHttpRequest, done, render_page
 from core.models import FeedToken
 from core.roles import require
 from core.selectors import feed_token_get, feed_token_user
+from core.when import format_date, format_month
 from rollouts import selectors
 from rollouts.forms import CalendarQuery
 from rollouts.views.common import htmx_target
@@ -114,22 +115,13 @@ def calendar(request: AuthenticatedHttpRequest) -> HttpResponse:
         "previous": previous,
         "following": following,
         "environments": selectors.filter_choices()["environment"],
-        "timezones": [("UTC", "UTC")] + [(z, z) for z in _COMMON_ZONES],
         "feed_url": feed_url,
         "title": (
-            f"Week of {first:%b} {first.day}, {first.year}"
-            if query.view == "week"
-            else f"{query.date:%B %Y}"
+            f"Week of {format_date(first)}" if query.view == "week" else format_month(query.date)
         ),
     }
     partial = "calendar-body" if htmx_target(request) == "calendar-body" else None
     return render_page(request, "rollouts/calendar.html", context, partial=partial)
-
-
-_COMMON_ZONES = (
-    "Europe/London", "Europe/Berlin", "Europe/Paris", "America/New_York", "America/Chicago",
-    "America/Los_Angeles", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney",
-)  # fmt: skip
 
 
 def _calendar_feed_url(request: HttpRequest, query: CalendarQuery) -> Any:

@@ -52,7 +52,7 @@ def _rows(rollout: Rollout) -> list[dict[str, Any]]:
                         threshold=c.threshold,
                         points=points,
                         now=now,
-                        timezone_name=rollout.timezone,
+                        timezone_name=timezone.get_current_timezone_name(),  # the viewer's
                         chart_id=f"check-{c.id}",
                     ),
                     "table": check_table(
@@ -60,7 +60,7 @@ def _rows(rollout: Rollout) -> list[dict[str, Any]]:
                         comparison=c.comparison,
                         threshold=c.threshold,
                         points=points,
-                        timezone_name=rollout.timezone,
+                        timezone_name=timezone.get_current_timezone_name(),  # the viewer's
                     ),
                 }
             )

@@ -146,14 +146,14 @@ def _preview(editor: PlanEditor, now: datetime) -> dict[str, Any]:
         "preview_svg": charts.phase_timeline_svg(
             timeline,
             now=now,
-            timezone_name=editor.rollout.timezone,
+            timezone_name=timezone.get_current_timezone_name(),  # the viewer's
             projected_end=end,
             chart_id="preview",
             width=charts.COMPACT,
             label_width=150,
         ),
         "preview_table": charts.timeline_table(
-            timeline, timezone_name=editor.rollout.timezone, final=False
+            timeline, timezone_name=timezone.get_current_timezone_name(), final=False
         ),
     }
 

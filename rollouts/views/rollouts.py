@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -342,7 +343,7 @@ def _detail_context(request: HttpRequest, detail: selectors.RolloutDetail) -> di
         "timeline_svg": charts.phase_timeline_svg(
             detail.timeline,
             now=detail.now,
-            timezone_name=rollout.timezone,
+            timezone_name=timezone.get_current_timezone_name(),  # the viewer's
             projected_end=detail.projected_end,
             final=rollout.is_final,
         ),
@@ -351,14 +352,14 @@ def _detail_context(request: HttpRequest, detail: selectors.RolloutDetail) -> di
             actual=steps.actual,
             holds=steps.holds,
             now=detail.now,
-            timezone_name=rollout.timezone,
+            timezone_name=timezone.get_current_timezone_name(),  # the viewer's
             actual_until=final_at,
         ),
         "exposure_table": charts.exposure_table(
             planned=steps.planned,
             actual=steps.actual,
             holds=steps.holds,
-            timezone_name=rollout.timezone,
+            timezone_name=timezone.get_current_timezone_name(),  # the viewer's
         ),
         "ofrep_example": (
             spec.ofrep_example(rollout, request.build_absolute_uri("/")) if spec else ""

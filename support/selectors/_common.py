@@ -1,4 +1,4 @@
-"""Helpers shared by the support selectors: page sizes, Markdown, times in a rollout's zone,
+"""Helpers shared by the support selectors: page sizes, Markdown, times in the viewer's zone,
 and the subqueries that find the event that put a rollout in its state.
 
 Private to `support.selectors`.
@@ -7,12 +7,12 @@ Private to `support.selectors`.
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from core.when import format_datetime, viewer_zone
 from flags.models import Environment
 from rollouts.models import RolloutEvent
 
@@ -26,26 +26,15 @@ def _markdown(text: str) -> SafeString:
     return render_markdown(text)
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def format_when(
-    at: datetime | None, tz_name: str | None = "UTC", *, now: datetime | None = None
-) -> str:
-    """'10:42 UTC' today, 'Tue 25 Nov 10:42 UTC' otherwise, in the rollout's time zone."""
+def format_when(at: datetime | None, *, now: datetime | None = None) -> str:
+    """In the viewer's time zone (core/when.py): '10:42 UTC' today, the one full format
+    ('Tue 25 Nov 2026, 10:42 UTC') otherwise."""
     if at is None:
         return ""
-    tz = _zone(tz_name)
-    local = at.astimezone(tz)
-    now_local = (now or timezone.now()).astimezone(tz)
-    zone = local.tzname() or ""
-    if local.date() == now_local.date():
-        return f"{local:%H:%M} {zone}".strip()
-    return f"{local:%a} {local.day} {local:%b %H:%M} {zone}".strip()
+    tz = viewer_zone()
+    if timezone.localtime(at, tz).date() == timezone.localtime(now or timezone.now(), tz).date():
+        return format_datetime(at, tz, "H:i T")
+    return format_datetime(at, tz)
 
 
 def _state_event_subqueries() -> dict[str, Subquery]:

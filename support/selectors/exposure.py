@@ -108,7 +108,6 @@ def rollout_exposure(
     rollout's state (held, paused, rolled back, ...): "held since 10:42 (error rate)".
     """
     now = now or timezone.now()
-    tz = rollout.timezone
     count = len(phases)
     index = rollout.current_phase_index
     current = phases[index] if 0 <= index < count else None
@@ -124,7 +123,7 @@ def rollout_exposure(
     S = Rollout.State
 
     def when(at: datetime | None) -> str:
-        return format_when(at, tz, now=now)
+        return format_when(at, now=now)
 
     if state == S.DRAFT:
         return Exposure(
@@ -292,9 +291,9 @@ def _start_text(
     rollout: Rollout, actual: datetime | None, planned: datetime | None, waits: bool, now: datetime
 ) -> str:
     if actual is not None:
-        return f"started {format_when(actual, rollout.timezone, now=now)}"
+        return f"started {format_when(actual, now=now)}"
     if planned is not None:
-        return f"planned {format_when(planned, rollout.timezone, now=now)}"
+        return f"planned {format_when(planned, now=now)}"
     if waits:
         return "waits for a person"
     return "after the previous phase's soak"

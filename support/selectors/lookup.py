@@ -283,12 +283,12 @@ def _membership(
         text = f"Unknown: the flag answered {answer.error_code if answer else 'nothing'}."
     elif is_in:
         since = _entered_at(rollout, phases, unleash_context)
-        when = format_when(since, rollout.timezone, now=now)
+        when = format_when(since, now=now)
         text = f"In the {strategy} since {when}" if since else f"In the {strategy}"
         text += f", {step}" if step else ""
         text += "."
         if rollout.state == Rollout.State.COMPLETED:
-            done_at = format_when(exposure.since, rollout.timezone, now=now)
+            done_at = format_when(exposure.since, now=now)
             text = f"Has it: the {strategy} completed at {done_at}."
         elif rollout.state in (Rollout.State.HELD, Rollout.State.PAUSED):
             text += f" {exposure.text}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from comms import channels, selectors, services
 from comms.models import Audience, Channel, Delivery, Notice, NoticeEvent, PlanRule
@@ -684,15 +685,18 @@ def test_audience_delete__with_notices__refused():
 # planned_notices (the selector the rollout page shows)
 
 
-def test_planned_notices__describes_time_in_audience_zone_and_phase(audiences):
+def test_planned_notices__describes_time_in_viewer_zone_and_phase(audiences):
+    """Read on the rollout page: in the viewer's zone (here New York), not the audience's
+    (Europe/Berlin, whose notice text keeps its own zone)."""
     rollout = started_rollout(10, 50, 100, now=T0)
     services.events_dispatch_pending(now=T0)
 
-    planned = selectors.planned_notices(rollout, T0)
+    with timezone.override("America/New_York"):
+        planned = selectors.planned_notices(rollout, T0)
+        texts = [p.description for p in planned]
 
-    texts = [p.description for p in planned]
     assert (
-        "Notice to Customer support at Tue 5 Mar 2030, 10:00 CET, 24 h before Phase 2 (50%)"
+        "Notice to Customer support at Tue 5 Mar 2030, 04:00 EST, 24 h before Phase 2 (50%)"
         in texts
     )
     customers = [p for p in planned if p.audience.name == "Customers"]

@@ -100,7 +100,7 @@ def test_calendar__shows_next_phase_change_after_a_freeze_window(ui, world):
     ui.audit()
 
     ui.visit("/rollouts/calendar/?view=week&date=2031-03-05")
-    wednesday = page.get_by_role("region", name=re.compile("Wed Mar 5"))
+    wednesday = page.get_by_role("region", name=re.compile("Wed 5 Mar 2031"))
     expect(wednesday.get_by_role("link", name="Search 5 → Canary 10%")).to_be_visible()
     half = wednesday.locator("li.planned", has_text="Half")
     expect(half).to_contain_text("13:00")

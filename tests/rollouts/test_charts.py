@@ -132,7 +132,7 @@ def test_phase_timeline__now_marked_between_bars():
     assert "now" in "".join(now_group.itertext())
 
 
-def test_phase_timeline__projected_end__labelled_in_rollout_timezone():
+def test_phase_timeline__projected_end__labelled_in_the_given_zone_and_the_one_format():
     html = str(
         charts.phase_timeline_svg(
             running_rows(),
@@ -141,7 +141,7 @@ def test_phase_timeline__projected_end__labelled_in_rollout_timezone():
             projected_end=datetime(2030, 5, 3, 10, 0, tzinfo=UTC),
         )
     )
-    assert "Projected end: 2030-05-03 12:00 CEST" in html
+    assert "Projected end: Fri 3 May 2030, 12:00 CEST" in html
 
 
 def test_phase_timeline__names_escaped():
@@ -242,8 +242,8 @@ def test_exposure_chart__labels_each_actual_step_with_its_percentage():
 
 def test_exposure_chart__desc_reads_planned_and_actual_in_words():
     desc = exposure().find("svg:desc", NS).text
-    assert desc.startswith("Planned: 5% from 2030-05-01 09:00 UTC")
-    assert "Actual: 5% from 2030-05-01 09:00 UTC, 25% from 2030-05-02 15:00 UTC" in desc
+    assert desc.startswith("Planned: 5% from Wed 1 May 2030, 09:00 UTC")
+    assert "Actual: 5% from Wed 1 May 2030, 09:00 UTC, 25% from Thu 2 May 2030, 15:00 UTC" in desc
 
 
 def test_exposure_chart__nothing_yet__says_so():

@@ -28,7 +28,12 @@ S = Rollout.State
 # What each state must show: (percentage, live, problem, words in the sentence).
 EXPECTED = {
     S.DRAFT: (0, False, False, ["not scheduled yet", "nobody has it"]),
-    S.SCHEDULED: (0, False, False, ["Scheduled for Wed 25 Nov 10:42 UTC", "nobody has it yet"]),
+    S.SCHEDULED: (
+        0,
+        False,
+        False,
+        ["Scheduled for Wed 25 Nov 2026, 10:42 UTC", "nobody has it yet"],
+    ),
     S.RUNNING: (25, True, False, ["Live to 25% of traffic to the canary", "phase 2 of 4"]),
     S.PAUSED: (25, True, False, [f"Paused since 10:42 UTC ({REASON})", "stays at 25%"]),
     S.HELD: (25, True, True, [f"Held since 10:42 UTC ({REASON})", "phase 2 of 4"]),
