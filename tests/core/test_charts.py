@@ -259,10 +259,10 @@ def test_time_ticks__expected_steps():
     def labels(span):
         return [t.label for t in time_ticks(T0, T0 + span, x0=48, x1=736, tz=UTC)]
 
-    assert labels(SPANS["10 min"])[:3] == ["May 1 09:08", "09:09", "09:10"]
-    assert labels(SPANS["5 h"])[:3] == ["May 1 09:30", "10:00", "10:30"]
-    assert labels(SPANS["3 days"])[:3] == ["May 2 00:00", "12:00", "May 3 00:00"]
-    assert labels(SPANS["6 weeks"])[:2] == ["May 6", "May 13"]  # Mondays
+    assert labels(SPANS["10 min"])[:3] == ["1 May, 09:08", "09:09", "09:10"]
+    assert labels(SPANS["5 h"])[:3] == ["1 May, 09:30", "10:00", "10:30"]
+    assert labels(SPANS["3 days"])[:3] == ["2 May, 00:00", "12:00", "3 May, 00:00"]
+    assert labels(SPANS["6 weeks"])[:2] == ["6 May", "13 May"]  # Mondays
 
 
 def test_time_ticks__dst_day__wall_clock_hours_not_utc_hours():
@@ -305,10 +305,10 @@ def test_exposure_table__steps_and_holds_in_time_order():
     )
     assert table.columns == ("When", "What", "Exposure")
     assert table.rows == [
-        ("May 1, 11:07 CEST", "planned", "5%"),
-        ("May 1, 11:07 CEST", "applied", "5%"),
-        ("May 1, 12:07 CEST", "held", "still held"),
-        ("May 1, 13:07 CEST", "planned", "100%"),
+        ("Wed 1 May 2030, 11:07 CEST", "planned", "5%"),
+        ("Wed 1 May 2030, 11:07 CEST", "applied", "5%"),
+        ("Wed 1 May 2030, 12:07 CEST", "held", "still held"),
+        ("Wed 1 May 2030, 13:07 CEST", "planned", "100%"),
     ]
 
 
@@ -321,8 +321,8 @@ def test_timeline_table__phase_exposure_and_start():
     ]
     table = charts.timeline_table(rows, timezone_name="UTC")
     assert table.rows == [
-        ("1. 10%", "10%", "started May 1, 09:07 UTC"),
-        ("2. 50%", "50%", "May 1, 10:07 UTC"),
+        ("1. 10%", "10%", "started Wed 1 May 2030, 09:07 UTC"),
+        ("2. 50%", "50%", "Wed 1 May 2030, 10:07 UTC"),
         ("3. 100%", "100%", "waits for a person"),
     ]
 
@@ -334,8 +334,8 @@ def test_check_table__value_threshold_result():
     )  # fmt: skip
     assert table.caption == "Error ratio: evaluations"
     assert table.rows == [
-        ("May 1, 09:07 UTC", "0.001", "< 0.01", "pass"),
-        ("May 1, 10:07 UTC", "no value", "< 0.01", "inconclusive"),
+        ("Wed 1 May 2030, 09:07 UTC", "0.001", "< 0.01", "pass"),
+        ("Wed 1 May 2030, 10:07 UTC", "no value", "< 0.01", "inconclusive"),
     ]
 
 
@@ -345,8 +345,8 @@ def test_usage_table__per_hour_per_environment_in_the_active_zone():
         table = usage_table(points, start=T0)
     assert table.columns == ("Hour from", "production", "staging")
     assert len(table.rows) == 24
-    assert table.rows[0] == ("May 1, 14:37 IST", "0", "1")
-    assert table.rows[1] == ("May 1, 15:37 IST", "10", "0")
+    assert table.rows[0] == ("Wed 1 May 2030, 14:37 IST", "0", "1")
+    assert table.rows[1] == ("Wed 1 May 2030, 15:37 IST", "10", "0")
     assert usage_table([], start=T0).rows == []
 
 
