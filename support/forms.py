@@ -113,6 +113,13 @@ class CustomerLookupForm(forms.Form):
         help_text="One key=value per line, e.g. sessionId=abc or company=acme.",
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+    q = forms.CharField(
+        label="Flag",
+        required=False,
+        max_length=200,
+        help_text="Only flags (and their rollouts) whose key or name contains this.",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Key or name"}),
+    )
 
     def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

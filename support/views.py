@@ -246,8 +246,12 @@ def customer_lookup(request: AuthenticatedHttpRequest) -> HttpResponse:
         result = selectors.customer_lookup(
             context=form.ofrep_context(),
             environment_key=form.cleaned_data.get("environment") or "",
+            flag_filter=form.cleaned_data.get("q") or "",
+            page=request.GET.get("page"),
         )
-    context = {"form": form, "result": result}
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "result": result, "query": query.urlencode()}
     return render_page(request, "support/lookup.html", context, partial="lookup-results")
 
 

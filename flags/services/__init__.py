@@ -14,7 +14,7 @@ Modules, by concern (import from here: `from flags.services import flag_toggle`)
 - `guards`: checks direct state writes pass (higher apps register them, e.g. approval policy).
 """
 
-from flags.services.common import Actor, environments_bump
+from flags.services.common import Actor, environments_bump, lock_state
 from flags.services.environments import (
     environment_create,
     environment_move,
@@ -26,6 +26,7 @@ from flags.services.flags import (
     RESERVED_FLAG_KEYS,
     flag_archive,
     flag_create,
+    flag_state_apply,
     flag_state_update,
     flag_toggle,
     flag_update,
@@ -77,9 +78,11 @@ __all__ = [
     "environments_bump",
     "flag_archive",
     "flag_create",
+    "flag_state_apply",
     "flag_state_update",
     "flag_toggle",
     "flag_update",
+    "lock_state",
     "register_state_check",
     "rule_add",
     "rule_delete",

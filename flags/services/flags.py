@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from django.db import transaction
+from django.db.transaction import TransactionManagementError
 from simple_history.utils import bulk_create_with_history
 
 from core.exceptions import ApplicationError, ConflictError
@@ -96,10 +97,33 @@ def flag_state_update(
             f"{flag.key} in {environment.name} was changed by someone else "
             f"(version {state.version}, you edited {expected_version}). Reload and try again."
         )
+    return flag_state_apply(
+        state=state, flag=flag, environment=environment, actor=actor, enabled=enabled, rules=rules
+    )
+
+
+def flag_state_apply(
+    *,
+    state: FlagState,
+    flag: Flag,
+    environment: Environment,
+    actor: Actor,
+    enabled: bool | None = None,
+    rules: list[dict[str, Any]] | None = None,
+    segment_ids: set[int] | None = None,
+) -> FlagState:
+    """`flag_state_update` for a caller whose transaction already locked `state` (`lock_state`).
+
+    No savepoint of its own: an error leaves the caller's transaction to roll back as a whole
+    (a rollout's step). `segment_ids` are segments the caller knows exist (e.g. its phase's
+    protected segment); by default every segment id is read to check the rules' references.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise TransactionManagementError("flag_state_apply needs the transaction holding the lock.")
     changed = False
     old_enabled, old_rules = state.enabled, state.rules
     if rules is not None:
-        clean = validate_rules(rules, check_values=True)
+        clean = validate_rules(rules, segment_ids=segment_ids, check_values=True)
         if clean != state.rules:
             state.rules = clean
             changed = True

@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef
 
 from core.exceptions import ApplicationError, ConflictError
 from flags.models import FlagState
-from flags.services import flag_state_update, through_rollout
+from flags.services import flag_state_apply, lock_state, through_rollout
 from rollouts import scheduling, strategies
 from rollouts import windows as windows_mod
 from rollouts.models import (
@@ -75,7 +75,10 @@ ACTIONS = frozenset(
 INSTANT_ROLLBACK = (Rollout.Strategy.CANARY, Rollout.Strategy.BLUE_GREEN)
 
 
-def _apply_exposure(rollout: Rollout, phase: Phase, actor: AbstractBaseUser | None) -> FlagState:
+def _apply_exposure(
+    rollout: Rollout, phase: Phase, actor: AbstractBaseUser | None, state: FlagState
+) -> FlagState:
+    """Set the flag's `state` (locked by the caller's transaction) to the phase's exposure."""
     rules = strategies.exposure_rules(
         strategy_key=rollout.strategy,
         flag_key=rollout.flag.key,
@@ -83,13 +86,18 @@ def _apply_exposure(rollout: Rollout, phase: Phase, actor: AbstractBaseUser | No
         segment_id=phase.segment_id,
         title=f"Rollout {rollout.key}: {phase.name}"[:200],
     )
+    # The rules name no segment but the phase's: it exists, as the phase (read in this
+    # transaction) refers to it and a segment in use by a phase cannot be deleted.
+    segment_ids = {phase.segment_id} if phase.segment_id is not None else set()
     with through_rollout():  # the phase's gates applied
-        return flag_state_update(
+        return flag_state_apply(
+            state=state,
             flag=rollout.flag,
             environment=rollout.environment,
             actor=actor,
             enabled=True,
             rules=rules,
+            segment_ids=segment_ids,
         )
 
 
@@ -122,12 +130,19 @@ def _current_flag_state(rollout: Rollout) -> FlagState | None:
     ).first()
 
 
-def _hand_edit(rollout: Rollout, phases: Sequence[Phase]) -> str | None:
-    """Why the next phase must not apply: the flag changed since this rollout last set it."""
+def _lock_flag_state(rollout: Rollout) -> FlagState:
+    """Lock the flag's state in the rollout's environment (after the rollout row: the order
+    every rollout transition takes), to compare its version and then write it."""
+    return lock_state(rollout.flag, rollout.environment)
+
+
+def _hand_edit(rollout: Rollout, phases: Sequence[Phase], state: FlagState) -> str | None:
+    """Why the next phase must not apply: the flag changed since this rollout last set it.
+
+    `state` is the flag's state, locked by the caller until it writes the next phase."""
     if rollout.applied_flag_version is None or rollout.current_phase_index < 0:
         return None
-    state = _current_flag_state(rollout)
-    if state is None or state.version == rollout.applied_flag_version:
+    if state.version == rollout.applied_flag_version:
         return None
     last = state.history.order_by("-history_date").select_related("history_user").first()
     who = f" by {last.history_user}" if last is not None and last.history_user else ""
@@ -274,12 +289,16 @@ def _advance_to(
     windows: Sequence[WindowSpec] | None = None,
     policy: ApprovalPolicy | bool | None = False,
     no_pending: bool = False,
+    state: FlagState | None = None,
 ) -> None:
     """Apply phase `index`: flag rules, phase and rollout facts, events. Caller holds the lock.
 
     `windows`, `policy` and `no_pending` are what the scheduler already read (see
-    `rollout_advance`); by default they are read here.
+    `rollout_advance`), `state` the flag's state the caller locked (`_lock_flag_state`); by
+    default they are read here.
     """
+    if state is None:
+        state = _lock_flag_state(rollout)
     previous = rollout.current_phase_index
     phase = phases[index]
     phase.applied_at = now
@@ -293,12 +312,6 @@ def _advance_to(
         rollout.state = State.COMPLETED
         rollout.finished_at = now
     rollout.next_due_at = _due(rollout, phases, windows)
-    _save(
-        rollout,
-        actor,
-        ["state", "current_phase_index", "phase_started_at", "paused_for", "paused_at",
-         "next_due_at", "finished_at"],
-    )  # fmt: skip
     lateness = (now - due_at).total_seconds() if due_at is not None else None
     _record(
         rollout,
@@ -327,9 +340,17 @@ def _advance_to(
     _refresh_gates(
         rollout, phases, now=now, actor=actor, source=source, policy=policy, no_pending=no_pending
     )
-    # Last, so the environment row (bumped by flags) is locked for the shortest time.
-    state = _apply_exposure(rollout, phase, actor)
-    _remember_flag_version(rollout, state.version)
+    # Near the end, so the environment row (bumped by flags) is locked for a short time; the
+    # rollout is saved after it with the flag version it leaves behind (compared before its
+    # next phase), in the same statement as its other facts.
+    state = _apply_exposure(rollout, phase, actor, state)
+    rollout.applied_flag_version = state.version
+    _save(
+        rollout,
+        actor,
+        ["state", "current_phase_index", "phase_started_at", "paused_for", "paused_at",
+         "next_due_at", "finished_at", "applied_flag_version"],
+    )  # fmt: skip
     logger.info(
         "rollout.advanced rollout_id=%s key=%s phase=%s percentage=%s source=%s lateness_s=%s "
         "flag_version=%s",
@@ -349,8 +370,10 @@ def _start(
     due_at: datetime | None,
     windows: Sequence[WindowSpec] | None = None,
     policy: ApprovalPolicy | bool | None = False,
+    phases: list[Phase] | None = None,
 ) -> None:
-    phases = _phases(rollout)
+    if phases is None:
+        phases = _phases(rollout)
     if not phases:
         raise ApplicationError("A rollout plan needs at least one phase.", field="phases")
     _check_no_other_live(rollout)
@@ -360,7 +383,7 @@ def _start(
     promotion = promotion_blocker(rollout, policy)
     if promotion is not None:
         raise ApplicationError(promotion, field="state", code="promotion")
-    state, _ = FlagState.objects.get_or_create(flag=rollout.flag, environment=rollout.environment)
+    state = _lock_flag_state(rollout)
     rollout.captured_state = {
         "enabled": state.enabled,
         "rules": state.rules,
@@ -382,7 +405,7 @@ def _start(
     logger.info("rollout.started rollout_id=%s key=%s source=%s", rollout.id, rollout.key, source)
     _advance_to(
         rollout, phases, 0, now=now, actor=actor, source=source, due_at=due_at, windows=windows,
-        policy=policy,
+        policy=policy, state=state,
     )  # fmt: skip
 
 
@@ -466,7 +489,7 @@ def rollout_advance(
         starting = rollout.state == State.SCHEDULED and expected_phase_index == -1
         if not starting and rollout.state != State.RUNNING:
             return False
-        phases = _phases(rollout)
+        phases = cache.phases(rollout)
         index = expected_phase_index + 1
         if index >= len(phases):
             return False
@@ -502,10 +525,11 @@ def rollout_advance(
         if starting:
             _start(
                 rollout, now=now, actor=actor, source=source, due_at=due, windows=windows,
-                policy=policy,
+                policy=policy, phases=phases,
             )  # fmt: skip
             return True
-        edited = _hand_edit(rollout, phases)
+        state = _lock_flag_state(rollout)
+        edited = _hand_edit(rollout, phases, state)
         if edited is not None:
             _hold(
                 rollout, kind=Hold.Kind.FLAG_EDITED, reason=edited, source=source, actor=actor,
@@ -514,7 +538,7 @@ def rollout_advance(
             return False
         _advance_to(
             rollout, phases, index, now=now, actor=actor, source=source, due_at=due, reason=reason,
-            windows=windows, policy=policy, no_pending=not rollout.approval_pending,
+            windows=windows, policy=policy, no_pending=not rollout.approval_pending, state=state,
         )  # fmt: skip
         return True
 
@@ -554,7 +578,8 @@ def rollout_advance_now(
             f"Rollout {rollout.key} is at its last phase; complete it instead.", field="state"
         )
     _check_gates(rollout, phases[index], "advance")
-    edited = _hand_edit(rollout, phases)
+    state = _lock_flag_state(rollout)
+    edited = _hand_edit(rollout, phases, state)
     if edited is not None:
         raise ConflictError(edited.replace("then resume to", "then hold and resume the rollout to"))
     due = scheduling.next_due_at(rollout, phases)
@@ -580,6 +605,7 @@ def rollout_advance_now(
         reason=reason,
         data={"manual": True, "skipped_soak": skips_soak,
               "gate": phases[index].gate},
+        state=state,
     )  # fmt: skip
     return rollout
 

@@ -85,35 +85,37 @@ def rollouts_advance_steps(*, steps: Iterable[Sequence[int]], now: datetime | No
     """Advance each (rollout id, expected phase index) if still due; returns how many moved.
 
     Each step is its own transaction (`rollout_advance`); consumers hear about the events in
-    one batch. Approval policies and windows are read once per `SWEEP_CACHE_STEPS` steps.
+    one batch. Approval policies, windows and the steps' phases are read once per
+    `SWEEP_CACHE_STEPS` steps.
     `now` fixes the time (tests); otherwise each step records when it applied.
     """
     moved = 0
-    cache = SweepCache()
     advanced: list[int] = []
+    pending = [(int(rollout_id), int(index)) for rollout_id, index in steps]
     with events_batched():
-        for position, (rollout_id, index) in enumerate(steps):
-            if position and position % SWEEP_CACHE_STEPS == 0:
-                cache = SweepCache()
-            try:
-                if rollout_advance(
-                    rollout_id=int(rollout_id),
-                    expected_phase_index=int(index),
-                    actor=None,
-                    source=Source.SCHEDULER,
-                    now=now,
-                    cache=cache,
-                ):
-                    moved += 1
-                    advanced.append(int(rollout_id))
-            except Exception as exc:  # noqa: BLE001 - one failing rollout never stops the batch
-                # A rule now forbids the step (e.g. its segment is gone) or something broke:
-                # recorded, backed off, held after the retry budget; the other rollouts go on.
-                rollout_advance_failed(
-                    rollout_id=int(rollout_id),
-                    phase_index=int(index),
-                    error=describe_error(exc),
-                    now=now,
-                )
+        for start in range(0, len(pending), SWEEP_CACHE_STEPS):
+            chunk = pending[start : start + SWEEP_CACHE_STEPS]
+            cache = SweepCache(rollout_ids=[rollout_id for rollout_id, _ in chunk])
+            for rollout_id, index in chunk:
+                try:
+                    if rollout_advance(
+                        rollout_id=rollout_id,
+                        expected_phase_index=index,
+                        actor=None,
+                        source=Source.SCHEDULER,
+                        now=now,
+                        cache=cache,
+                    ):
+                        moved += 1
+                        advanced.append(rollout_id)
+                except Exception as exc:  # noqa: BLE001 - one failing rollout never stops the batch
+                    # A rule now forbids the step (e.g. its segment is gone) or something broke:
+                    # recorded, backed off, held after the retry budget; the other rollouts go on.
+                    rollout_advance_failed(
+                        rollout_id=rollout_id,
+                        phase_index=index,
+                        error=describe_error(exc),
+                        now=now,
+                    )
     advance_failures_clear(rollout_ids=advanced)
     return moved

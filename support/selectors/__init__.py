@@ -34,7 +34,9 @@ from support.selectors.exposure import (
     rollout_timeline,
 )
 from support.selectors.lookup import (
+    LOOKUP_FLAGS_PER_PAGE,
     LOOKUP_RECENT_DAYS,
+    LOOKUP_ROLLOUTS_LIMIT,
     EnvironmentAnswer,
     FlagAnswer,
     LookupResult,
@@ -51,7 +53,9 @@ from support.selectors.release_notes import (
 __all__ = [
     "EVENTS_PER_ROLLOUT",
     "FEED_SIZE",
+    "LOOKUP_FLAGS_PER_PAGE",
     "LOOKUP_RECENT_DAYS",
+    "LOOKUP_ROLLOUTS_LIMIT",
     "NOTICES_PER_RELEASE",
     "PAGE_SIZE",
     "RUNBOOK_KINDS",

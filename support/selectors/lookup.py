@@ -4,6 +4,11 @@ The answer must never disagree with what services get over OFREP, so it is compu
 very function the OFREP endpoint answers with (`flags.ofrep.evaluate_one`), on the same
 compiled snapshot (`flags.snapshot`) and the same context mapping
 (`flags.engine.context_from_ofrep`).
+
+Bounded whatever the number of flags and rollouts: the flags are answered one page at a time
+(`LOOKUP_FLAGS_PER_PAGE`, in key order, optionally only those whose key or name contains a
+search), and at most `LOOKUP_ROLLOUTS_LIMIT` recent rollouts are looked at. A constant number
+of queries either way (the snapshots are in memory in the steady state).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 
@@ -23,6 +29,9 @@ from support.selectors._common import _state_event_subqueries, environments, for
 from support.selectors.exposure import Exposure, rollout_exposure
 
 LOOKUP_RECENT_DAYS = 30
+LOOKUP_FLAGS_PER_PAGE = 50
+# The newest rollouts looked at (of the active and recent ones); a search by flag finds others.
+LOOKUP_ROLLOUTS_LIMIT = 100
 _LOOKUP_STATES = (
     Rollout.State.RUNNING,
     Rollout.State.PAUSED,
@@ -79,9 +88,15 @@ class Membership:
 @dataclass
 class EnvironmentAnswer:
     environment: Environment
-    flags: list[FlagAnswer]
+    flags: list[FlagAnswer]  # the answers of this page's flags, by key
     memberships: list[Membership]
     error: str = ""
+    # The page of flag keys `flags` answers (its paginator counts every matching flag).
+    page: Page[str] | None = None
+
+    @property
+    def flag_count(self) -> int:
+        return self.page.paginator.count if self.page is not None else len(self.flags)
 
     @property
     def rollouts_in(self) -> list[Membership]:
@@ -92,14 +107,22 @@ class EnvironmentAnswer:
 class LookupResult:
     context: dict[str, Any]
     environments: list[EnvironmentAnswer]
+    flag_filter: str = ""
+    # More rollouts matched than `LOOKUP_ROLLOUTS_LIMIT`: only the newest are shown.
+    rollouts_truncated: bool = False
 
 
-def _lookup_rollouts(environment_ids: list[int], *, now: datetime) -> dict[int, list[Rollout]]:
-    """The newest rollout of each flag per environment, if it may matter to a customer now."""
+def _lookup_rollouts(
+    environment_ids: list[int], *, now: datetime, flag_filter: str = ""
+) -> tuple[dict[int, list[Rollout]], bool]:
+    """The newest rollout of each flag per environment, if it may matter to a customer now
+    (of the `LOOKUP_ROLLOUTS_LIMIT` newest), and whether there were more."""
     recent = now - timedelta(days=LOOKUP_RECENT_DAYS)
-    rows = (
-        Rollout.objects.filter(environment_id__in=environment_ids, state__in=_LOOKUP_STATES)
-        .filter(
+    qs = Rollout.objects.filter(environment_id__in=environment_ids, state__in=_LOOKUP_STATES)
+    if flag_filter:
+        qs = qs.filter(Q(flag__key__icontains=flag_filter) | Q(flag__name__icontains=flag_filter))
+    rows = list(
+        qs.filter(
             Q(state__in=Rollout.ACTIVE_STATES)
             | Q(finished_at__gte=recent)
             | Q(finished_at__isnull=True, updated_at__gte=recent)
@@ -109,17 +132,18 @@ def _lookup_rollouts(environment_ids: list[int], *, now: datetime) -> dict[int, 
         .prefetch_related(
             Prefetch("phases", queryset=Phase.objects.select_related("segment").order_by("order"))
         )
-        .order_by("-created_at", "-id")
+        .order_by("-created_at", "-id")[: LOOKUP_ROLLOUTS_LIMIT + 1]
     )
+    truncated = len(rows) > LOOKUP_ROLLOUTS_LIMIT
     out: dict[int, list[Rollout]] = {}
     seen: set[tuple[int, int]] = set()
-    for rollout in rows:
+    for rollout in rows[:LOOKUP_ROLLOUTS_LIMIT]:
         pair = (rollout.environment_id, rollout.flag_id)
         if pair in seen:
             continue  # an older rollout of the same flag no longer decides anything
         seen.add(pair)
         out.setdefault(rollout.environment_id, []).append(rollout)
-    return out
+    return out, truncated
 
 
 REASON_WORDS = {
@@ -301,60 +325,127 @@ def _membership(
     return Membership(rollout=rollout, exposure=exposure, is_in=is_in, since=since, text=text)
 
 
+def _flag_answer(
+    compiled: Any,
+    key: str,
+    unleash_context: dict[str, Any],
+    *,
+    name: str,
+    rules: Sequence[Mapping[str, Any]],
+) -> FlagAnswer:
+    """The flag's OFREP answer for the customer, with the answer in words."""
+    from flags import ofrep
+
+    raw = ofrep.evaluate_one(compiled, key, unleash_context)
+    ev = compiled.snapshot.evaluate(key, unleash_context)
+    words, rule_number = _answer_words(
+        value=raw.get("value"),
+        has_value="value" in raw,
+        reason=raw.get("reason", ""),
+        rule_index=ev.rule_index,
+        rules=rules,
+        flag_key=key,
+        ctx=unleash_context,
+    )
+    return FlagAnswer(
+        key=key,
+        name=name,
+        value=raw.get("value"),
+        has_value="value" in raw,
+        variant=raw.get("variant", ""),
+        reason=raw.get("reason", ""),
+        error_code=raw.get("errorCode", ""),
+        error_details=raw.get("errorDetails", ""),
+        words=words,
+        rule_number=rule_number,
+    )
+
+
 def customer_lookup(
-    *, context: Mapping[str, Any], environment_key: str = "", now: datetime | None = None
+    *,
+    context: Mapping[str, Any],
+    environment_key: str = "",
+    now: datetime | None = None,
+    flag_filter: str = "",
+    page: int | str | None = 1,
+    per_page: int = LOOKUP_FLAGS_PER_PAGE,
 ) -> LookupResult:
-    """Every flag's OFREP answer and the rollouts the customer is in, per environment."""
-    from flags import engine, ofrep, snapshot
+    """One page of the flags' OFREP answers (in key order; `flag_filter`: only flags whose key
+    or name contains it) and the rollouts the customer is in, per environment.
+
+    A page number out of range gives the last page. Queries: the environments, the flags
+    matching the filter (keys only, when filtering), the rollouts and their phases, and the
+    page's names and rules; none per flag or rollout.
+    """
+    from flags import engine, snapshot
 
     now = now or timezone.now()
+    flag_filter = flag_filter.strip()
     envs = environments()
     if environment_key:
         envs = [e for e in envs if e.key == environment_key]
     unleash_context = engine.context_from_ofrep(dict(context))
-    names = dict(Flag.objects.values_list("key", "name"))
-    rollouts = _lookup_rollouts([e.pk for e in envs], now=now)
-    answers: list[EnvironmentAnswer] = []
+    matching: set[str] | None = None
+    if flag_filter:
+        matching = set(
+            Flag.objects.filter(
+                Q(key__icontains=flag_filter) | Q(name__icontains=flag_filter)
+            ).values_list("key", flat=True)
+        )
+    rollouts, truncated = _lookup_rollouts([e.pk for e in envs], now=now, flag_filter=flag_filter)
+    loaded: list[tuple[Environment, Any, Page[str] | None]] = []
     for env in envs:
         try:
             compiled = snapshot.load(env.pk)
         except snapshot.EnvironmentNotFound:
+            loaded.append((env, None, None))
+            continue
+        shown = sorted(k for k in compiled.snapshot.flag_keys if matching is None or k in matching)
+        loaded.append((env, compiled, Paginator(shown, per_page).get_page(page)))
+    # The names and rules of the pages' flags (one query for every environment).
+    page_keys = {key for _, _, keys in loaded if keys is not None for key in keys.object_list}
+    rows = (
+        FlagState.objects.filter(
+            environment_id__in=[env.pk for env, _, _ in loaded], flag__key__in=page_keys
+        ).values_list("environment_id", "flag__key", "flag__name", "rules")
+        if page_keys
+        else []
+    )
+    names: dict[str, str] = {}
+    rules_of: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for environment_id, key, name, rules in rows:
+        names[key] = name
+        rules_of[(environment_id, key)] = rules or []
+    answers: list[EnvironmentAnswer] = []
+    for env, compiled, keys in loaded:
+        if compiled is None or keys is None:
             answers.append(EnvironmentAnswer(env, [], [], error="This environment was deleted."))
             continue
-        flags = []
-        rules_of = dict(FlagState.objects.filter(environment=env).values_list("flag__key", "rules"))
-        for key in compiled.snapshot.flag_keys:
-            raw = ofrep.evaluate_one(compiled, key, unleash_context)
-            ev = compiled.snapshot.evaluate(key, unleash_context)
-            words, rule_number = _answer_words(
-                value=raw.get("value"),
-                has_value="value" in raw,
-                reason=raw.get("reason", ""),
-                rule_index=ev.rule_index,
-                rules=rules_of.get(key) or [],
-                flag_key=key,
-                ctx=unleash_context,
+        flags = [
+            _flag_answer(
+                compiled,
+                key,
+                unleash_context,
+                name=names.get(key, key),
+                rules=rules_of.get((env.pk, key), []),
             )
-            flags.append(
-                FlagAnswer(
-                    key=key,
-                    name=names.get(key, key),
-                    value=raw.get("value"),
-                    has_value="value" in raw,
-                    variant=raw.get("variant", ""),
-                    reason=raw.get("reason", ""),
-                    error_code=raw.get("errorCode", ""),
-                    error_details=raw.get("errorDetails", ""),
-                    words=words,
-                    rule_number=rule_number,
-                )
-            )
-        flags.sort(key=lambda f: f.key)
-        by_key = {f.key: f for f in flags}
-        memberships = [
-            _membership(r, by_key.get(r.flag.key), unleash_context, now=now)
-            for r in rollouts.get(env.pk, [])
+            for key in keys.object_list
         ]
+        by_key = {f.key: f for f in flags}
+        memberships = []
+        for r in rollouts.get(env.pk, []):
+            # The rollout's flag may be on another page: answered here (in memory).
+            answer = by_key.get(r.flag.key)
+            if answer is None and r.flag.key in compiled.snapshot:
+                answer = _flag_answer(
+                    compiled, r.flag.key, unleash_context, name=r.flag.name, rules=[]
+                )
+            memberships.append(_membership(r, answer, unleash_context, now=now))
         memberships.sort(key=lambda m: (not m.is_in, m.rollout.release.name.lower()))
-        answers.append(EnvironmentAnswer(env, flags, memberships))
-    return LookupResult(context=dict(context), environments=answers)
+        answers.append(EnvironmentAnswer(env, flags, memberships, page=keys))
+    return LookupResult(
+        context=dict(context),
+        environments=answers,
+        flag_filter=flag_filter,
+        rollouts_truncated=truncated,
+    )

@@ -367,6 +367,36 @@ def test_flag_state_update__rules__bump_only_that_environment(flag, envs):
     assert after["production"] == before["production"]
 
 
+def test_flag_state_apply__locked_state__one_write_no_savepoint_no_segment_read(flag, envs):
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    env = envs[1]
+    # As a rollout's step writes (its gates passed: no direct-write check reads the policy).
+    with transaction.atomic(), services.through_rollout():
+        state = services.lock_state(flag, env)
+        with CaptureQueriesContext(connection) as ctx:
+            applied = services.flag_state_apply(
+                state=state, flag=flag, environment=env, actor=None, enabled=True,
+                rules=[_rollout(20)], segment_ids=set(),
+            )  # fmt: skip
+    sqls = [q["sql"] for q in ctx.captured_queries]
+    assert [sql.split()[0] for sql in sqls] == ["UPDATE", "INSERT", "UPDATE"]  # state, history, env
+    assert applied.version == _state(flag, "staging").version
+    assert _state(flag, "staging").rules[0]["parameters"]["rollout"] == "20"
+
+
+def test_flag_state_apply__unknown_segment__refused(flag, envs):
+    from django.db import transaction
+
+    with pytest.raises(ApplicationError, match="unknown segment"), transaction.atomic():
+        state = services.lock_state(flag, envs[1])
+        services.flag_state_apply(
+            state=state, flag=flag, environment=envs[1], actor=None, enabled=True,
+            rules=[_rollout(20, segments=[999])], segment_ids=set(),
+        )  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # Segments
 

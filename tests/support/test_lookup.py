@@ -336,3 +336,124 @@ def test_lookup_form__lone_surrogate__form_error_not_evaluated(field):
     form = CustomerLookupForm(data, environments=[])
     assert not form.is_valid()
     assert "surrogate" in str(form.errors)
+
+
+# --------------------------------------------------------------------------------------------
+# Pages of flags, and the flag search
+
+
+def _more_flags(world, count: int, *, start: int = 0) -> list[str]:
+    """`count` flags named unlike their keys, every third with a rule in production."""
+    keys = []
+    for i in range(start, start + count):
+        flag = flag_services.flag_create(key=f"zz-flag-{i:03d}", name=f"Extra {i}", actor=None)
+        if i % 3 == 0:
+            flag_services.flag_state_update(
+                flag=flag, environment=world["production"], actor=None, enabled=True,
+                rules=[{"name": "flexibleRollout", "parameters": {"rollout": "50"}}],
+            )  # fmt: skip
+        keys.append(flag.key)
+    return keys
+
+
+def _flag_rows(body: str) -> list[str]:
+    import re
+
+    return re.findall(r'<tr data-flag="([^"]+)"', body)
+
+
+def test_lookup_page__query_count__constant_in_the_number_of_flags(
+    support_client, world, monkeypatch
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from flags import freshness, snapshot
+
+    # The twice-a-second change check (one versions query without Redis) runs by the wall
+    # clock; hold that clock still so a slow machine cannot add it to one count only. The
+    # flags' changes are then seen as a new process sees them (`forget_seen`).
+    monkeypatch.setattr(freshness, "_clock", lambda: 1_000_000.0)
+    url = reverse("support:lookup")
+    params = {"user_id": "u-42", "plan": "pro"}
+
+    _more_flags(world, 10)
+    snapshot.forget_seen()
+    support_client.get(url, params)  # compiles the snapshots once, as a warm server has them
+    with CaptureQueriesContext(connection) as small:
+        few = support_client.get(url, params).content.decode()
+    _more_flags(world, 110, start=10)
+    snapshot.forget_seen()
+    support_client.get(url, params)  # the flags changed: snapshots are rebuilt once
+    with CaptureQueriesContext(connection) as large:
+        many = support_client.get(url, params).content.decode()
+
+    assert len(large.captured_queries) == len(small.captured_queries)
+    per_page = sel.LOOKUP_FLAGS_PER_PAGE
+    assert len(_flag_rows(few)) < 2 * per_page  # both environments, every flag on one page
+    assert len(_flag_rows(many)) == 2 * per_page  # a page in each environment
+    assert "Extra 3" in many and "(see rule 1)" in many and "Checkout v2" in many
+    assert "page 1 of 3" in many
+
+
+def test_lookup_page__page_2__the_next_flags_in_key_order_query_kept(support_client, world):
+    _more_flags(world, 60)
+    everything = sel.customer_lookup(
+        context={"targetingKey": "u-7"}, environment_key="production", per_page=10_000
+    )
+    keys = [f.key for f in everything.environments[0].flags]
+    assert keys == sorted(keys) and len(keys) > 60
+
+    response = support_client.get(
+        reverse("support:lookup"), {"user_id": "u-7", "environment": "production", "page": 2}
+    )
+
+    body = response.content.decode()
+    per_page = sel.LOOKUP_FLAGS_PER_PAGE
+    assert _flag_rows(body) == keys[per_page : 2 * per_page]
+    assert "Page 2 of 2" in body
+    assert 'href="?user_id=u-7&amp;environment=production&amp;page=1"' in body
+    assert 'rel="next"' not in body
+    # The rollouts are about the customer, whatever the page.
+    assert f'data-rollout="{world["canary"].key}"' in body
+
+
+def test_lookup_page__page_past_the_last__the_last_page(support_client, world):
+    _more_flags(world, 60)
+    response = support_client.get(
+        reverse("support:lookup"), {"user_id": "u-7", "environment": "production", "page": 99}
+    )
+    body = response.content.decode()
+    assert "Page 2 of 2" in body
+    assert _flag_rows(body)[-1] == "zz-flag-059"
+
+
+def test_lookup_page__flag_search__by_name_or_key_with_its_rollouts_only(support_client, world):
+    _more_flags(world, 60)
+    url = reverse("support:lookup")
+
+    by_name = support_client.get(url, {"user_id": "u-7", "q": "button COL"}).content.decode()
+    by_key = support_client.get(url, {"user_id": "u-7", "q": "flag-05"}).content.decode()
+    canary = support_client.get(url, {"user_id": "u-7", "q": world["canary"].flag.key})
+
+    assert _flag_rows(by_name) == ["button-colour", "button-colour"]  # both environments
+    assert 'data-rollout="' not in by_name  # no rollout drives button-colour
+    assert sorted(set(_flag_rows(by_key))) == [f"zz-flag-{i:03d}" for i in range(50, 60)]
+    body = canary.content.decode()
+    assert f'data-rollout="{world["canary"].key}"' in body
+    assert f'data-rollout="{world["blue_green"].key}"' not in body
+
+
+def test_customer_lookup__rollout_flag_on_another_page__membership_still_answered(world):
+    canary = world["canary"]
+    user = _user_with(world, canary, on=True)
+
+    result = sel.customer_lookup(
+        context={"targetingKey": user}, environment_key="production", per_page=1, page=1
+    )
+
+    (prod,) = result.environments
+    assert [f.key for f in prod.flags] != [canary.flag.key]  # not on this page
+    membership = next(m for m in prod.memberships if m.rollout.pk == canary.pk)
+    assert membership.is_in is True
+    assert prod.flag_count > 1

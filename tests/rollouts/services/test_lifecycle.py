@@ -169,7 +169,7 @@ def test_rollout_start__flag_update_fails__nothing_changes(env, monkeypatch):
     def boom(**kwargs):
         raise ApplicationError("flag store unavailable")
 
-    monkeypatch.setattr(lifecycle, "flag_state_update", boom)
+    monkeypatch.setattr(lifecycle, "flag_state_apply", boom)
     with pytest.raises(ApplicationError):
         services.rollout_start(rollout=rollout, actor=None, source=UI, now=T0)
     rollout = reload(rollout)

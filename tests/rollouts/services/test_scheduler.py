@@ -86,16 +86,12 @@ def test_rollouts_due__one_query_whatever_the_number_of_rollouts(env, django_ass
     assert {index for _, index in due} == {0}
 
 
-def _statements(captured) -> list[str]:
+def _statements(sqls: list[str]) -> list[str]:
     """The SQL statements a block ran, without transaction control (savepoints)."""
-    return [
-        q["sql"] for q in captured if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))
-    ]
+    return [sql for sql in sqls if not sql.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
 
 
-def test_rollouts_advance_due__queries_grow_by_a_few_per_rollout_policy_and_windows_read_once(
-    env,
-):
+def test_rollouts_advance_due__ten_statements_per_rollout_policy_windows_phases_read_once(env):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -112,18 +108,66 @@ def test_rollouts_advance_due__queries_grow_by_a_few_per_rollout_policy_and_wind
         with CaptureQueriesContext(connection) as ctx:
             moved = services.rollouts_advance_due(now=T0 + 11 * MIN)
         assert moved == count
-        return _statements(ctx.captured_queries)
+        return [q["sql"] for q in ctx.captured_queries]
 
     few = advance(2)
     many = advance(8)
 
-    per_rollout = (len(many) - len(few)) / 6
-    fixed = len(few) - 2 * per_rollout
-    # Per advanced rollout: lock, phases, the phase, rollout and event writes (with their
-    # history) and the flag's state (lock, segments, write, history, environment version),
-    # plus the hand-edit guard (read the flag's version first, record the version applied).
-    # Per batch: the due selection, the policy, the windows, and clearing past advance failures.
-    assert per_rollout <= 14
-    assert fixed <= 4
+    per_rollout = (len(_statements(many)) - len(_statements(few))) / 6
+    fixed = len(_statements(few)) - 2 * per_rollout
+    # Per advanced rollout (10): lock the rollout; lock the flag's state (the hand-edit guard
+    # compares its version, the write follows); write the phase, the event, the flag's state,
+    # the environment's version and the rollout (with the flag version it leaves behind), and
+    # the history rows of the phase, the state and the rollout.
+    # Per batch: the due selection, the policy, the windows, the batch's phases, and clearing
+    # past advance failures.
+    assert per_rollout <= 10
+    assert fixed <= 5
     assert sum(sql.startswith('SELECT "rollouts_approvalpolicy"') for sql in many) == 1
     assert sum(sql.startswith('SELECT "rollouts_freezewindow"') for sql in many) == 1
+    assert sum(sql.startswith('SELECT "rollouts_phase"') for sql in many) == 1
+    assert not any(sql.startswith('SELECT "flags_segment"') for sql in many)
+    # No savepoint but each step's own transaction (a savepoint inside the test's).
+    assert sum(sql.startswith("SAVEPOINT") for sql in many) == 8
+
+
+def _flag_percentage(rollout: Rollout) -> str:
+    from flags.models import FlagState
+
+    state = FlagState.objects.get(flag_id=rollout.flag_id, environment_id=rollout.environment_id)
+    return state.rules[0]["parameters"]["rollout"]
+
+
+def test_rollouts_advance_steps__plan_changed_after_the_batch_read_its_phases__new_plan_applies(
+    env,
+):
+    from rollouts.services.lifecycle import rollout_advance
+    from rollouts.services.sweep import SweepCache
+
+    first = started(env, 10, 20, 100, release=ReleaseFactory())
+    second = started(env, 10, 20, 100, release=ReleaseFactory())
+    cache = SweepCache(rollout_ids=[first.id, second.id])
+    due = T0 + 11 * MIN
+    step = {"expected_phase_index": 0, "actor": None, "source": RolloutEvent.Source.SCHEDULER}
+    # The first step reads the batch's phases, the second rollout's among them.
+    assert rollout_advance(rollout_id=first.id, now=due, cache=cache, **step)
+    # Then its plan changes, before its own step locks it.
+    services.rollout_plan_update(
+        rollout=second, phases=soak_plan(10, 30, 100), actor=None, source=UI, now=due
+    )
+    assert rollout_advance(rollout_id=second.id, now=due, cache=cache, **step)
+    assert _flag_percentage(first) == "20"
+    assert _flag_percentage(second) == "30"  # the plan as it is under the lock, not the read
+    event = reload(second).events.filter(kind=Kind.ADVANCED).latest("id")
+    assert (event.to_phase_index, event.to_percentage) == (1, 30)
+
+
+def test_rollouts_advance_due__applied_flag_version_saved_with_the_rollout_and_its_history(env):
+    rollout = started(env, 10, 20, 100)
+    assert services.rollouts_advance_due(now=T0 + 11 * MIN) == 1
+    rollout = reload(rollout)
+    from flags.models import FlagState
+
+    state = FlagState.objects.get(flag_id=rollout.flag_id, environment_id=rollout.environment_id)
+    assert rollout.applied_flag_version == state.version
+    assert rollout.history.latest("history_date").applied_flag_version == state.version
