@@ -379,6 +379,21 @@ def notice_list(
     return list(_notices(state=state, audience_id=audience_id, rollout_id=rollout_id)[:limit])
 
 
+#: Large columns the notice list never prints (the detail page shows them).
+NOTICE_LIST_DEFERRED = (
+    "rendered_markdown",
+    "rendered_html",
+    "rendered_slack",
+    "context_data",
+    "rollout__captured_state",
+    "rollout__alert_matchers",
+    "rollout__release__changelog",
+    "rollout__release__known_issues",
+    "release__changelog",
+    "release__known_issues",
+)
+
+
 def notice_page(
     *,
     state: str | None = None,
@@ -389,7 +404,9 @@ def notice_page(
 ) -> Page[Notice]:
     """One page of the notice list with delivery counts (a count + 1 query whatever the
     data); a page number out of range gives the last page."""
-    qs = _notices(state=state, audience_id=audience_id, rollout_id=rollout_id)
+    qs = _notices(state=state, audience_id=audience_id, rollout_id=rollout_id).defer(
+        *NOTICE_LIST_DEFERRED
+    )
     return Paginator(qs, per_page).get_page(page)
 
 
