@@ -19,7 +19,8 @@ a short run; ``BENCH_OFREP_SAMPLES`` / ``BENCH_OFREP_SECONDS`` override the defa
    at bench time, its own PostgreSQL database, the same flags created through its admin API)
    when it can be installed and started; otherwise the bench prints why it was not measured.
    Rollcall runs twice per server: as deployed, and with ``FLAGS_USAGE_OFREP=false``; the
-   ratio of the two is what counting OFREP evaluations for the usage pages costs.
+   ratio of the two is what counting OFREP evaluations for the usage pages costs
+   (``BENCH_OFREP_FOCUS=counting`` measures only that pair, for more samples in less time).
 4. Load: wrk, 8 keep-alive connections, 2 threads, each request another user; single-flag and
    bulk evaluation. ``samples`` rounds; in each round every cell (server x app x endpoint) gets
    one ``seconds`` sample, one cell after another (interleaved). Printed: req/s and p99 as
@@ -627,6 +628,9 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("ofrep_http: not measured (wrk is not installed: apt-get install wrk)")
         return 0
+    # BENCH_OFREP_FOCUS=counting: only Rollcall with and without usage counting (more samples
+    # of that one comparison in the same time).
+    counting_only = os.environ.get("BENCH_OFREP_FOCUS") == "counting"
     tmp = Path(tempfile.mkdtemp(prefix="rollcall-bench-ofrep-"))
     base_url = os.environ.get("DATABASE_URL", "")
     on_postgres = base_url.startswith(("postgres://", "postgresql://"))
@@ -662,6 +666,8 @@ def main() -> int:
             NO_COUNTING: (rollcall, {**env, "FLAGS_USAGE_OFREP": "false"}),
             "baseline": ("bench.ofrep_http:baseline_app", env),
         }
+        if counting_only:
+            del apps["baseline"]
         for server in servers:
             for label, (app, app_env) in apps.items():
                 targets[(server, label)] = start_python_server(
@@ -669,6 +675,8 @@ def main() -> int:
                 )
         unleash_note = ""
         try:
+            if counting_only:
+                raise RuntimeError("BENCH_OFREP_FOCUS=counting")
             unleash, unleash_db, version = start_unleash(base_url, tmp)
             targets[("node", "unleash-server")] = unleash
             unleash_note = f"unleash-server {version} (npm, its own PostgreSQL database)"
@@ -688,7 +696,7 @@ def main() -> int:
             order = cells[r % len(cells) :] + cells[: r % len(cells)]
             for key, endpoint in order:
                 results[(key, endpoint)].append(load(targets[key], endpoint, seconds, tmp))
-        report(results, servers, queries)
+        report(results, servers, queries, with_baseline=not counting_only)
         failed = queries != 0 or any(s["errors"] for rs in results.values() for s in rs)
         print(f"Total bench time: {time.monotonic() - started:.0f} s; load average now "
               f"{os.getloadavg()[0]:.1f}")  # fmt: skip
@@ -712,6 +720,8 @@ def report(
     results: dict[tuple[tuple[str, str], str], list[dict[str, float]]],
     servers: list[str],
     queries: float,
+    *,
+    with_baseline: bool = True,
 ) -> None:
     print("\nRollcall = config.wsgi as deployed; baseline = bare WSGI, same JSON + engine work.")
     print(f"\n{'server':9} {'app':15} {'endpoint':8} {'req/s median (min-max)':>30} "
@@ -722,7 +732,7 @@ def report(
             f"{spread([s['p99'] for s in rs], '{:.2f}'):>28} {sum(s['errors'] for s in rs):6.0f}"
         )
     print("\nRollcall / baseline, median (min-max) of per-round ratios:")
-    for server in servers:
+    for server in servers if with_baseline else ():
         for endpoint in ("single", "bulk"):
             ours = results[((server, "Rollcall"), endpoint)]
             base = results[((server, "baseline"), endpoint)]

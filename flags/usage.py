@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Max, Q, Sum
 from django.utils import timezone
@@ -211,16 +212,48 @@ _LOCK = threading.Lock()
 _STATE = {"last_flush": time.monotonic(), "flushing": False}
 
 
+_CONF: list[tuple[bool, float]] = []
+
+
+def _conf() -> tuple[bool, float]:
+    """(FLAGS_USAGE_OFREP, FLAGS_USAGE_FLUSH_SECONDS), read once: a Django settings lookup
+    costs more than counting an answer."""
+    if not _CONF:
+        _CONF.append((bool(settings.FLAGS_USAGE_OFREP), float(settings.FLAGS_USAGE_FLUSH_SECONDS)))
+    return _CONF[0]
+
+
+def _forget_conf(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("FLAGS_USAGE_"):
+        _CONF.clear()
+
+
+setting_changed.connect(_forget_conf)
+
+
 def ofrep_count(environment_id: int, key: str, result: Mapping[str, Any]) -> None:
     """Count one OFREP answer (the hot path: a dict increment; a flush is handed to a thread
     every few seconds)."""
-    ofrep_count_many(environment_id, (result,))
+    if "errorCode" in result or not _conf()[0]:
+        return
+    value = result.get("value")
+    counted = (
+        environment_id,
+        key,
+        result.get("variant") or "",
+        value is True or (value is not False and value is not None),
+    )
+    with _LOCK:
+        _PENDING[counted] += 1
+        due = _flush_due()
+    if due:
+        _start_flush()
 
 
 def ofrep_count_many(environment_id: int, results: Iterable[Mapping[str, Any]]) -> None:
     """Count the answers of one OFREP request (one flag, or every flag of a bulk request)
     under one lock; error answers are not evaluations and are not counted."""
-    if not settings.FLAGS_USAGE_OFREP:
+    if not _conf()[0]:
         return
     # One tuple per answer, then one C-level count (a bulk request counts 50 answers or so).
     counted = [
@@ -233,16 +266,26 @@ def ofrep_count_many(environment_id: int, results: Iterable[Mapping[str, Any]]) 
         for r in results
         if "errorCode" not in r
     ]
-    now = time.monotonic()
-    every = settings.FLAGS_USAGE_FLUSH_SECONDS  # 0: no background flush (tests flush)
     with _LOCK:
         _PENDING.update(counted)
-        due = 0 < every <= now - _STATE["last_flush"] and not _STATE["flushing"]
-        if due:
-            _STATE["flushing"] = True
-            _STATE["last_flush"] = now
+        due = _flush_due()
     if due:
-        threading.Thread(target=_flush_in_thread, name="ofrep-usage-flush", daemon=True).start()
+        _start_flush()
+
+
+def _flush_due() -> bool:
+    """Whether this request hands the counts to a flush thread (called holding _LOCK)."""
+    now = time.monotonic()
+    every = _conf()[1]  # 0: no background flush (tests flush)
+    if 0 < every <= now - _STATE["last_flush"] and not _STATE["flushing"]:
+        _STATE["flushing"] = True
+        _STATE["last_flush"] = now
+        return True
+    return False
+
+
+def _start_flush() -> None:
+    threading.Thread(target=_flush_in_thread, name="ofrep-usage-flush", daemon=True).start()
 
 
 def _take() -> dict[tuple[int, str, str, bool], int]:
