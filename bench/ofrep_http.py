@@ -649,6 +649,9 @@ def main() -> int:
             ROLLCALL_BENCH_KEY_HASH=hashlib.sha256(raw_key.encode()).hexdigest(),
         )
         queries = queries_per_evaluation(raw_key, SINGLE_FLAG)
+        from flags import usage
+
+        usage._take()  # this process's own evaluations are not usage (its database goes away)
         from django.db import connections
 
         connections.close_all()
@@ -731,7 +734,8 @@ def report(
             f"{server:9} {label:15} {endpoint:8} {spread([s['rps'] for s in rs]):>30} "
             f"{spread([s['p99'] for s in rs], '{:.2f}'):>28} {sum(s['errors'] for s in rs):6.0f}"
         )
-    print("\nRollcall / baseline, median (min-max) of per-round ratios:")
+    if with_baseline:
+        print("\nRollcall / baseline, median (min-max) of per-round ratios:")
     for server in servers if with_baseline else ():
         for endpoint in ("single", "bulk"):
             ours = results[((server, "Rollcall"), endpoint)]
