@@ -1,3 +1,4 @@
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -9,3 +10,9 @@ django_application = get_wsgi_application()
 from flags.machine_wsgi import machine_dispatch  # noqa: E402
 
 application = machine_dispatch(django_application)
+
+# Everything loaded so far (Django, the apps, their modules) lives as long as the process:
+# keep it out of the garbage collector's full passes, which otherwise walk it all and show up
+# as the slowest page requests (see bench/pages.py). ROLLCALL_GC_FREEZE=0 turns this off.
+if os.environ.get("ROLLCALL_GC_FREEZE", "1") != "0":
+    gc.freeze()
