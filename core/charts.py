@@ -16,7 +16,7 @@ from itertools import pairwise
 
 from django.utils import timezone
 
-from core.when import DAY_FORMAT, SHORT_FORMAT, TIME_FORMAT, format_wall
+from core.when import DAY_FORMAT, SHORT_FORMAT, TIME_FORMAT, format_wall, local
 
 FONT = 12.0  # chart text size, in viewBox units
 TICK_GAP = 10.0  # least space between two axis labels
@@ -41,14 +41,6 @@ def text_width(text: str, font: float = FONT) -> float:
         else:
             em += 0.6
     return em * font
-
-
-def local(at: datetime, tz: tzinfo | None = None) -> datetime:
-    """`at` on the wall clock of `tz` (the active time zone when None).
-
-    Every chart turns an instant into a label through here, so the zone is decided in one
-    place."""
-    return timezone.localtime(at, tz)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,7 +80,9 @@ def viewer_zone_name() -> str:
     return timezone.get_current_timezone_name()
 
 
-def _local(value: datetime, tz: tzinfo | None) -> datetime:
+def local(value: datetime, tz: tzinfo | None = None) -> datetime:
+    """`value` on the wall clock of `tz` (the viewer's zone when None); a naive value is UTC.
+    Every page, chart and table turns an instant into a shown time through here."""
     if timezone.is_naive(value):
         value = timezone.make_aware(value, ZoneInfo("UTC"))
     return timezone.localtime(value, tz)
@@ -90,7 +92,7 @@ def format_datetime(value: datetime | None, tz: tzinfo | None = None, fmt: str =
     """`Tue 3 Dec 2024, 09:00 CET` in `tz` (the viewer's zone by default); '' for no time."""
     if value is None:
         return ""
-    return dateformat.format(_local(value, tz), fmt or DATETIME_FORMAT)
+    return dateformat.format(local(value, tz), fmt or DATETIME_FORMAT)
 
 
 def format_date(value: date | datetime | None, tz: tzinfo | None = None) -> str:
@@ -98,7 +100,7 @@ def format_date(value: date | datetime | None, tz: tzinfo | None = None) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        value = _local(value, tz)
+        value = local(value, tz)
     return dateformat.format(value, DATE_FORMAT)
 
 
@@ -129,5 +131,5 @@ def iso(value: date | datetime | None) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return _local(value, ZoneInfo("UTC")).isoformat()
+        return local(value, ZoneInfo("UTC")).isoformat()
     return value.isoformat()

@@ -144,12 +144,16 @@ def test_charts__labels_inside_apart_readable_now_clear(browser, live_server, wo
                 if not figure.locator("svg.chart").is_visible():
                     table = figure.locator("table, .empty")
                     assert table.first.is_visible(), f"{path}: chart {i} hidden, table too"
-            wide = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
-            assert wide <= 0, f"{path} is {wide}px wider than the {width}px screen"
+            assert_no_sideways_overflow(page, path, width)
         if width == 1280:
             assert shown >= 6  # timeline, exposure, check (x2 pages), preview, usage
     finally:
         context.close()
+
+
+def assert_no_sideways_overflow(page, path: str, width: int) -> None:
+    wide = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+    assert wide <= 0, f"{path} is {wide}px wider than the {width}px screen"
 
 
 def test_charts__390px_without_javascript__tables_instead_of_charts(browser, live_server, world):
@@ -166,8 +170,7 @@ def test_charts__390px_without_javascript__tables_instead_of_charts(browser, liv
                     expect_visible = figure.locator("table, .empty").first
                     assert expect_visible.is_visible(), f"{path}: table {i}"
                     assert not figure.locator("summary").is_visible()
-            wide = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
-            assert wide <= 0, f"{path} is {wide}px wider than the 390px screen"
+            assert_no_sideways_overflow(page, path, 390)
     finally:
         context.close()
 
