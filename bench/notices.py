@@ -58,6 +58,8 @@ def child_env(db_url: str, queue: str) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
         CONN_MAX_AGE="60",
+        # The bench's receiver listens on 127.0.0.1, which Rollcall refuses unless allowed.
+        ROLLCALL_OUTBOUND_ALLOW="127.0.0.1",
     )
     return env
 

@@ -80,27 +80,68 @@ def usage_add(
     counts: Mapping[tuple[str, str, str, str], tuple[int, int, Mapping[str, int]]],
     bucket: datetime,
 ) -> None:
-    """Add counts to the minute rows: (flag, app, instance, source) -> (yes, no, variants)."""
+    """Add counts to the minute rows: (flag, app, instance, source) -> (yes, no, variants).
+
+    Three statements whatever the number of flags (an SDK may report thousands in one post):
+    insert the missing rows (rows another process inserts meanwhile are skipped), lock and
+    read them in key order (two writers of the same minute wait for each other instead of
+    deadlocking), write the sums back in one update.
+    """
     bucket = _minute(bucket)
+    wanted = {
+        key: value
+        for key, value in sorted(counts.items())
+        if value[0] or value[1] or any(value[2].values())
+    }
+    if not wanted:
+        return
+
+    def dims(i: int) -> list[str]:
+        return sorted({key[i] for key in wanted})
+
     with transaction.atomic():
-        for (flag_key, app, instance, source), (yes, no, variants) in sorted(counts.items()):
-            if not (yes or no or any(variants.values())):
-                continue
-            row, _ = FlagUsage.objects.select_for_update().get_or_create(
+        FlagUsage.objects.bulk_create(
+            [
+                FlagUsage(
+                    environment_id=environment_id,
+                    flag_key=flag_key,
+                    app_name=app,
+                    instance_id=instance,
+                    source=source,
+                    bucket=bucket,
+                )
+                for flag_key, app, instance, source in wanted
+            ],
+            ignore_conflicts=True,
+        )
+        # Callers add one app instance's (or OFREP's) counts at a time, so these filters
+        # select exactly the wanted rows; any other row they might select is left as it is.
+        rows = (
+            FlagUsage.objects.select_for_update()
+            .filter(
                 environment_id=environment_id,
-                flag_key=flag_key,
-                app_name=app,
-                instance_id=instance,
-                source=source,
                 bucket=bucket,
+                flag_key__in=dims(0),
+                app_name__in=dims(1),
+                instance_id__in=dims(2),
+                source__in=dims(3),
             )
+            .order_by("flag_key", "app_name", "instance_id", "source")
+        )
+        changed = []
+        for row in rows:
+            added = wanted.get((row.flag_key, row.app_name, row.instance_id, row.source))
+            if added is None:
+                continue
+            yes, no, variants = added
             row.yes += yes
             row.no += no
             merged = dict(row.variants or {})
             for name, n in variants.items():
                 merged[name] = int(merged.get(name, 0)) + int(n)
             row.variants = merged
-            row.save(update_fields=["yes", "no", "variants"])
+            changed.append(row)
+        FlagUsage.objects.bulk_update(changed, ["yes", "no", "variants"], batch_size=1000)
 
 
 def client_seen(

@@ -181,3 +181,31 @@ def test_observed_exposure__yes_share_of_a_time_range(setup):
         environment_id=env.id, flag_key="new-search", start=t0, end=None
     )
     assert (share, n) == (0.3, 20)
+
+
+def test_usage_add__three_statements_whatever_the_number_of_flags(setup):
+    """An SDK may report thousands of flags in one post: the writes stay constant."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    env, _, _ = setup
+    t0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    other = ("flag-0", "billing", "i-9", "unleash")  # another app's row: left as it is
+    usage.usage_add(environment_id=env.id, counts={other: (7, 0, {})}, bucket=t0)
+
+    def add(n: int, yes: int) -> int:
+        counts = {(f"flag-{i}", "checkout", "i-1", "unleash"): (yes, 1, {"a": i}) for i in range(n)}
+        counts[("silent", "checkout", "i-1", "unleash")] = (0, 0, {})  # nothing counted: no row
+        with CaptureQueriesContext(connection) as ctx:
+            usage.usage_add(environment_id=env.id, counts=counts, bucket=t0)
+        return len(ctx.captured_queries)
+
+    few, many = add(2, 1), add(40, 2)  # the first two flags now exist, 38 are new
+    assert few == many
+    assert few <= 5  # a savepoint pair (inside the test's transaction) + three statements
+    rows = {r.flag_key: r for r in FlagUsage.objects.filter(app_name="checkout")}
+    assert "silent" not in rows and len(rows) == 40
+    assert (rows["flag-0"].yes, rows["flag-0"].no, rows["flag-0"].variants) == (3, 2, {"a": 0})
+    assert (rows["flag-1"].yes, rows["flag-1"].no, rows["flag-1"].variants) == (3, 2, {"a": 2})
+    assert (rows["flag-39"].yes, rows["flag-39"].no, rows["flag-39"].variants) == (2, 1, {"a": 39})
+    assert FlagUsage.objects.get(app_name="billing").yes == 7

@@ -106,3 +106,47 @@ def test_prometheus__scrapes_rollcall_metrics_and_loads_the_shipped_rules(
         timeout=30,
         what="every rule evaluated without error",
     )
+
+
+def test_usage_add__writers_of_the_same_minute_race__every_count_kept(transactional_db):
+    """Several processes flush counts for the same flags and minute at once (web workers'
+    OFREP counts, SDK metrics posts): new rows are inserted once, nobody deadlocks, and the
+    sums are exact. Threads here, each with its own PostgreSQL connection."""
+    import threading
+    from datetime import UTC, datetime
+
+    from django.db import connection as main_connection
+    from django.db import connections
+
+    from flags import usage
+
+    env = EnvironmentFactory(key="production", name="Production")
+    minute = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    writers, rounds, n_flags = 4, 15, 30
+    errors: list[BaseException] = []
+    start = threading.Barrier(writers)
+
+    def write(w: int) -> None:
+        try:
+            start.wait()
+            for r in range(rounds):
+                # Each writer starts at another flag; the insert and the locks go in key order.
+                keys = [f"flag-{(w * 7 + r + i) % n_flags:02d}" for i in range(n_flags)]
+                counts = {(k, "", "", "ofrep"): (1, 2, {"v": 1}) for k in keys}
+                usage.usage_add(environment_id=env.id, counts=counts, bucket=minute)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert main_connection.vendor == "postgresql"
+    rows = list(FlagUsage.objects.filter(environment=env, bucket=minute))
+    assert len(rows) == n_flags
+    expected = writers * rounds
+    assert {(r.yes, r.no, r.variants["v"]) for r in rows} == {(expected, 2 * expected, expected)}
