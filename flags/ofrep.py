@@ -250,8 +250,24 @@ def _missing_targeting_key(compiled: snapshot.Compiled, key: str, ctx: dict[str,
     return user_only or not ctx.get("sessionId")
 
 
+# Answers kept per compiled snapshot at most (a snapshot has a few per flag; a cap in case).
+MAX_CACHED_ANSWERS = 100_000
+
+
 def evaluate_one(compiled: snapshot.Compiled, key: str, ctx: dict[str, Any]) -> dict[str, Any]:
-    """The OFREP answer (success or error object) of one known flag."""
+    """The OFREP answer (success or error object) of one known flag. Shared: read-only."""
+    return _answer(compiled, key, ctx)[0]
+
+
+def _answer(
+    compiled: snapshot.Compiled, key: str, ctx: dict[str, Any]
+) -> tuple[dict[str, Any], usage.CountKey | None]:
+    """(answer, its usage count key or None when it is not an evaluation).
+
+    Every evaluation is built once per snapshot (`flags.engine`), so its answer and count
+    key are built once too and kept on the snapshot (`Compiled.answers`, by the evaluation's
+    identity; the entry holds the evaluation, so the identity cannot be reused meanwhile).
+    """
     if _missing_targeting_key(compiled, key, ctx):
         return {
             "key": key,
@@ -260,8 +276,21 @@ def evaluate_one(compiled: snapshot.Compiled, key: str, ctx: dict[str, Any]) -> 
                 f"Flag {key!r} splits users by percentage or variant weight: send a "
                 f"'targetingKey' in the context so each user gets a stable answer."
             ),
-        }
+        }, None
     ev = compiled.snapshot.evaluate(key, ctx)
+    cached = compiled.answers.get(id(ev))
+    if cached is not None and cached[0] is ev:
+        return cached[1], cached[2]
+    result = _build_answer(compiled, key, ev)
+    count = None
+    if "errorCode" not in result:
+        count = usage.ofrep_count_key(compiled.environment_id, result)
+    if len(compiled.answers) < MAX_CACHED_ANSWERS:
+        compiled.answers[id(ev)] = (ev, result, count)
+    return result, count
+
+
+def _build_answer(compiled: snapshot.Compiled, key: str, ev: engine.Evaluation) -> dict[str, Any]:
     value_type = compiled.value_types.get(key, "boolean")
     payload = ev.payload
     result: dict[str, Any] = {"key": key}
@@ -305,8 +334,9 @@ def single_answer(
             "errorCode": "FLAG_NOT_FOUND",
             "errorDetails": f"There is no flag {key!r} in the environment {environment_key!r}.",
         }
-    result = evaluate_one(compiled, key, ctx)
-    usage.ofrep_count(compiled.environment_id, key, result)  # aggregated, flushed every few s
+    result, count = _answer(compiled, key, ctx)
+    if count is not None:
+        usage.ofrep_count_keys((count,))  # aggregated in process, flushed every few seconds
     return (400 if "errorCode" in result else 200), result
 
 
@@ -324,9 +354,9 @@ def bulk_answer(
     etag = f'"{digest}"'
     if etag_matches(if_none_match, etag):
         return 304, None, etag
-    flags = [evaluate_one(compiled, key, ctx) for key in compiled.snapshot.flag_keys]
-    usage.ofrep_count_many(compiled.environment_id, flags)  # aggregated, like single answers
-    return 200, {"flags": flags}, etag
+    answers = [_answer(compiled, key, ctx) for key in compiled.snapshot.flag_keys]
+    usage.ofrep_count_keys([count for _, count in answers])  # aggregated, like single answers
+    return 200, {"flags": [answer for answer, _ in answers]}, etag
 
 
 def _request_body(request: HttpRequest) -> bytes | None:

@@ -66,6 +66,9 @@ class Compiled:
     needs_targeting_key: Mapping[str, bool]
     #: Flag key -> its `impressionData` (the frontend API reports it per toggle).
     impression_data: Mapping[str, bool] = field(default_factory=dict)
+    #: OFREP answers already built from this snapshot's evaluations (`flags.ofrep`): an
+    #: evaluation is immutable and belongs to this snapshot, so its answer never changes.
+    answers: dict[int, tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
 
 
 _LOCAL: dict[int, Compiled] = {}

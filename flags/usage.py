@@ -3,7 +3,7 @@
 - Unleash client metrics (`POST /api/client/metrics`, also the frontend API's): yes/no and
   variant counts per flag for an interval, per app and instance, stored per minute.
 - Registrations (`POST /api/client/register`): app, instance, SDK version, last seen.
-- OFREP evaluations: counted in process (`ofrep_count`, a dict increment under a lock) and
+- OFREP evaluations: counted in process (`ofrep_count_keys`, a dict increment under a lock) and
   written in aggregate every `FLAGS_USAGE_FLUSH_SECONDS` by a background thread: never a
   database write per evaluation.
 - Selectors for the flag page (evaluations over time, connected applications), the observed
@@ -248,7 +248,24 @@ def client_metrics_store(
 # OFREP: counted in process, flushed in aggregate
 
 
-_PENDING: Counter[tuple[int, str, str, bool]] = Counter()
+class CountKey:
+    """What one OFREP answer adds to: environment, flag, variant ("" for none), a "yes".
+
+    Hashed and compared by identity (cheaper than a tuple's hash, which is computed anew at
+    every lookup): `flags.ofrep` makes one per answer of a snapshot and reuses it for every
+    request with that answer; the flush adds up keys of equal value (other snapshots).
+    """
+
+    __slots__ = ("environment_id", "flag_key", "variant", "yes")
+
+    def __init__(self, environment_id: int, flag_key: str, variant: str, yes: bool) -> None:
+        self.environment_id = environment_id
+        self.flag_key = flag_key
+        self.variant = variant
+        self.yes = yes
+
+
+_PENDING: Counter[CountKey] = Counter()
 _LOCK = threading.Lock()
 _STATE = {"last_flush": time.monotonic(), "flushing": False}
 
@@ -272,43 +289,25 @@ def _forget_conf(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_forget_conf)
 
 
-def ofrep_count(environment_id: int, key: str, result: Mapping[str, Any]) -> None:
-    """Count one OFREP answer (the hot path: a dict increment; a flush is handed to a thread
-    every few seconds)."""
-    if "errorCode" in result or not _conf()[0]:
-        return
+def ofrep_count_key(environment_id: int, result: Mapping[str, Any]) -> CountKey:
+    """The count key of one successful OFREP answer. `flags.ofrep` builds it once per
+    evaluation of a snapshot (with the answer), so counting an answer only adds to it."""
     value = result.get("value")
-    counted = (
+    return CountKey(
         environment_id,
-        key,
+        result["key"],
         result.get("variant") or "",
         value is True or (value is not False and value is not None),
     )
-    with _LOCK:
-        _PENDING[counted] += 1
-        due = _flush_due()
-    if due:
-        _start_flush()
 
 
-def ofrep_count_many(environment_id: int, results: Iterable[Mapping[str, Any]]) -> None:
+def ofrep_count_keys(counted: Iterable[CountKey | None]) -> None:
     """Count the answers of one OFREP request (one flag, or every flag of a bulk request)
-    under one lock; error answers are not evaluations and are not counted."""
+    under one lock, in one C-level pass; None stands for an error answer (not counted)."""
     if not _conf()[0]:
         return
-    # One tuple per answer, then one C-level count (a bulk request counts 50 answers or so).
-    counted = [
-        (
-            environment_id,
-            r["key"],
-            r.get("variant") or "",
-            (v := r.get("value")) is True or (v is not False and v is not None),
-        )
-        for r in results
-        if "errorCode" not in r
-    ]
     with _LOCK:
-        _PENDING.update(counted)
+        _PENDING.update(filter(None, counted))
         due = _flush_due()
     if due:
         _start_flush()
@@ -329,7 +328,7 @@ def _start_flush() -> None:
     threading.Thread(target=_flush_in_thread, name="ofrep-usage-flush", daemon=True).start()
 
 
-def _take() -> dict[tuple[int, str, str, bool], int]:
+def _take() -> dict[CountKey, int]:
     with _LOCK:
         taken = dict(_PENDING)
         _PENDING.clear()
@@ -342,7 +341,9 @@ def ofrep_flush(*, now: datetime | None = None) -> int:
     if not taken:
         return 0
     per_env: dict[int, dict[tuple[str, str, str, str], tuple[int, int, dict[str, int]]]] = {}
-    for (env_id, key, variant, yes), n in taken.items():
+    for counted, n in taken.items():
+        env_id, key = counted.environment_id, counted.flag_key
+        variant, yes = counted.variant, counted.yes
         counts = per_env.setdefault(env_id, {})
         y, no, variants = counts.get((key, "", "", FlagUsage.Source.OFREP), (0, 0, {}))
         if yes:

@@ -349,7 +349,7 @@ def test_evaluate_flag__unexpected_failure__general_500_json(machine, monkeypatc
     def boom(*args, **kwargs):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("flags.ofrep.evaluate_one", boom)
+    monkeypatch.setattr("flags.ofrep._answer", boom)
     response = machine.one("always-on", {"targetingKey": "u1"})
     assert response.status_code == 500
     assert response.json()["errorCode"] == "GENERAL"
@@ -698,7 +698,86 @@ def test_machine_wsgi__unexpected_failure__django_answers_500_json(machine, rf, 
     def boom(*args, **kwargs):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(ofrep, "evaluate_one", boom)
+    monkeypatch.setattr(ofrep, "_answer", boom)
     status, _, body = _wsgi_post(machine, rf, SINGLE.format("always-on"), b"{}")
     assert status == 500
     assert json.loads(body)["errorCode"] == "GENERAL"
+
+
+# --- answers built once per snapshot ----------------------------------------------------------
+
+_CACHE_STATE = {
+    "features": [
+        {
+            "name": "split",
+            "enabled": True,
+            "strategies": [{"name": "flexibleRollout", "parameters": {"rollout": "50"}}],
+        },
+        {"name": "off", "enabled": False, "strategies": []},
+        {
+            "name": "colour",
+            "enabled": True,
+            "strategies": [],
+            "variants": [
+                {"name": "blue", "weight": 500, "payload": {"type": "string", "value": "b"}},
+                {"name": "red", "weight": 500, "payload": {"type": "string", "value": "r"}},
+            ],
+            "rollcall": {"valueType": "string"},
+        },
+    ]
+}
+
+
+def _ctx(user: str) -> dict:
+    return {"userId": user, "properties": {}}
+
+
+def test_answers__built_once_per_evaluation_of_a_snapshot_and_equal_to_a_fresh_build():
+    from flags import ofrep, snapshot
+
+    compiled = snapshot.compile_state(_CACHE_STATE, environment_id=1, version=1)
+    fresh = snapshot.compile_state(_CACHE_STATE, environment_id=1, version=2)
+    users = [f"user-{i}" for i in range(200)]
+    for key in ("split", "off", "colour"):
+        answers = [ofrep.evaluate_one(compiled, key, _ctx(u)) for u in users]
+        # Users who get the same evaluation share one answer object...
+        assert len({id(a) for a in answers}) == len({repr(a) for a in answers})
+        # ...equal to what a snapshot that never answered before builds for them.
+        for user, answer in zip(users, answers, strict=True):
+            fresh.answers.clear()
+            assert answer == ofrep.evaluate_one(fresh, key, _ctx(user))
+    variants = {ofrep.evaluate_one(compiled, "colour", _ctx(u))["variant"] for u in users}
+    assert variants == {"blue", "red"}
+    # 2 for the split flag (on, off), 1 disabled, 2 variants.
+    assert len(compiled.answers) == 5
+
+
+def test_answers__cache_is_capped__answers_stay_right(monkeypatch):
+    from flags import ofrep, snapshot
+
+    monkeypatch.setattr(ofrep, "MAX_CACHED_ANSWERS", 1)
+    compiled = snapshot.compile_state(_CACHE_STATE, environment_id=1, version=1)
+    for user in ("a", "b", "c", "d"):
+        assert ofrep.evaluate_one(compiled, "off", _ctx(user))["value"] is False
+        variant = ofrep.evaluate_one(compiled, "colour", _ctx(user))
+        assert variant["value"] == {"blue": "b", "red": "r"}[variant["variant"]]
+    assert len(compiled.answers) == 1
+
+
+def test_answers__new_snapshot_after_a_change__new_answer(
+    machine, django_capture_on_commit_callbacks
+):
+    on = machine.one("always-on", {"targetingKey": "u1"}).json()
+    assert on["value"] is True
+    from flags import services
+    from flags.models import Flag
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.flag_toggle(
+            flag=Flag.objects.get(key="always-on"),
+            environment=machine.env,
+            enabled=False,
+            actor=None,
+        )
+    off = machine.one("always-on", {"targetingKey": "u1"}).json()
+    assert (off["value"], off["reason"]) == (False, "DISABLED")

@@ -209,3 +209,16 @@ def test_usage_add__three_statements_whatever_the_number_of_flags(setup):
     assert (rows["flag-1"].yes, rows["flag-1"].no, rows["flag-1"].variants) == (3, 2, {"a": 2})
     assert (rows["flag-39"].yes, rows["flag-39"].no, rows["flag-39"].variants) == (2, 1, {"a": 39})
     assert FlagUsage.objects.get(app_name="billing").yes == 7
+
+
+def test_ofrep_counts__equal_keys_of_two_snapshots__one_row_with_their_sum(setup):
+    """Count keys are compared by identity while counting (one per answer of a snapshot);
+    the flush adds up keys of equal value, e.g. before and after a config change."""
+    env, _, _ = setup
+    answer = {"key": "new-search", "value": True, "variant": "fast"}
+    before, after = (usage.ofrep_count_key(env.id, answer) for _ in range(2))
+    assert before is not after
+    usage.ofrep_count_keys([before, None, after, before])  # None: an error answer
+    assert usage.ofrep_flush() == 3
+    row = FlagUsage.objects.get(source="ofrep")
+    assert (row.yes, row.no, row.variants) == (3, 0, {"fast": 3})
