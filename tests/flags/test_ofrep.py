@@ -147,6 +147,16 @@ def machine(db, django_capture_on_commit_callbacks):
     )
 
 
+def _toggle_committed(machine, capture_on_commit, key: str, *, enabled: bool) -> None:
+    """Toggle a flag in the machine's environment as a committed change (snapshots follow)."""
+    from flags.models import Flag
+
+    with capture_on_commit(execute=True):
+        services.flag_toggle(
+            flag=Flag.objects.get(key=key), environment=machine.env, enabled=enabled, actor=None
+        )
+
+
 # --- values and reasons -------------------------------------------------------------------
 
 
@@ -318,15 +328,7 @@ def test_evaluate_flag__no_split__no_targeting_key_needed(machine):
 def test_evaluate_flag__disabled_split_flag__no_targeting_key_needed(
     machine, django_capture_on_commit_callbacks
 ):
-    from flags.models import Flag
-
-    with django_capture_on_commit_callbacks(execute=True):
-        services.flag_toggle(
-            flag=Flag.objects.get(key="half-rollout"),
-            environment=machine.env,
-            enabled=False,
-            actor=None,
-        )
+    _toggle_committed(machine, django_capture_on_commit_callbacks, "half-rollout", enabled=False)
     assert machine.one("half-rollout", {}).json()["reason"] == "DISABLED"
 
 
@@ -769,15 +771,6 @@ def test_answers__new_snapshot_after_a_change__new_answer(
 ):
     on = machine.one("always-on", {"targetingKey": "u1"}).json()
     assert on["value"] is True
-    from flags import services
-    from flags.models import Flag
-
-    with django_capture_on_commit_callbacks(execute=True):
-        services.flag_toggle(
-            flag=Flag.objects.get(key="always-on"),
-            environment=machine.env,
-            enabled=False,
-            actor=None,
-        )
+    _toggle_committed(machine, django_capture_on_commit_callbacks, "always-on", enabled=False)
     off = machine.one("always-on", {"targetingKey": "u1"}).json()
     assert (off["value"], off["reason"]) == (False, "DISABLED")
