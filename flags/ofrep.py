@@ -335,8 +335,7 @@ def single_answer(
             "errorDetails": f"There is no flag {key!r} in the environment {environment_key!r}.",
         }
     result, count = _answer(compiled, key, ctx)
-    if count is not None:
-        usage.ofrep_count_keys((count,))  # aggregated in process, flushed every few seconds
+    usage.ofrep_count_keys((count,))  # aggregated in process, flushed every few seconds
     return (400 if "errorCode" in result else 200), result
 
 

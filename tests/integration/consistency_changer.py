@@ -94,8 +94,23 @@ def rollback(cmd: dict) -> dict:
     return {}
 
 
+def usage(_: dict) -> dict:
+    """OFREP evaluations written by the web processes: flag -> [yes, no]."""
+    from django.db.models import Sum
+
+    from flags.models import FlagUsage
+
+    rows = (
+        FlagUsage.objects.filter(source=FlagUsage.Source.OFREP)
+        .values("flag_key")
+        .annotate(yes=Sum("yes"), no=Sum("no"))
+    )
+    return {"usage": {r["flag_key"]: [r["yes"], r["no"]] for r in rows}}
+
+
 ACTIONS = {
     "setup": setup,
+    "usage": usage,
     "toggle": toggle,
     "create_flag": create_flag,
     "revoke": revoke,

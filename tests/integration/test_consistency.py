@@ -46,7 +46,14 @@ class Deployment:
     shape: str
     url: str
     changer: subprocess.Popen[str]
+    web: subprocess.Popen[bytes] | None = None
     setup: dict[str, Any] = field(default_factory=dict)
+
+    def stop_web(self) -> None:
+        """Stop gunicorn as a deployment does (SIGTERM: workers finish and exit cleanly)."""
+        if self.web is not None and self.web.poll() is None:
+            os.killpg(self.web.pid, 15)
+            self.web.wait(timeout=30)
 
     def change(self, action: str, **args: Any) -> float:
         assert self.changer.stdin is not None and self.changer.stdout is not None
@@ -71,6 +78,8 @@ def _environment(shape: str, tmp_path: Path) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
+        # OFREP usage counts are written every second (test_ofrep_usage_served.py waits for it).
+        FLAGS_USAGE_FLUSH_SECONDS="1",
     )
     if shape == "embedded":
         for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CACHE_KEY_PREFIX"):
@@ -102,7 +111,7 @@ def deployment(request, transactional_db, tmp_path) -> Iterator[Deployment]:
          f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--graceful-timeout", "5"],
         cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-    deployment = Deployment(shape=shape, url=f"http://127.0.0.1:{port}", changer=changer)
+    deployment = Deployment(shape=shape, url=f"http://127.0.0.1:{port}", changer=changer, web=web)
     try:
         assert changer.stdout is not None
         ready = changer.stdout.readline()
@@ -120,8 +129,7 @@ def deployment(request, transactional_db, tmp_path) -> Iterator[Deployment]:
         if changer.stdin is not None:
             changer.stdin.close()
         changer.wait(timeout=30)
-        os.killpg(web.pid, 15)
-        web.wait(timeout=30)
+        deployment.stop_web()
 
 
 @dataclass
