@@ -51,12 +51,22 @@ def clear_flag_caches() -> None:
     snapshot.forget_seen()
     sdk_auth.clear_local()
     sdk_usage.reset()
+    clear_own_cache("*flags:*")
+
+
+def clear_own_cache(pattern: str = "*") -> None:
+    """Delete this test process's cache keys (matching `pattern`), never another's.
+
+    With Redis, Django's `cache.clear()` empties the whole database: the keys of the other
+    xdist worker and of the worker processes of another run too, in the middle of their tests.
+    Every test process has its own key prefix (config.settings_test), so delete by prefix.
+    """
     client = getattr(getattr(cache, "_cache", None), "get_client", None)
     if client is None:
         cache.clear()  # local memory: per process
         return
-    redis = client(write=True)  # a shared Redis: drop only this run's flags keys
-    keys = list(redis.scan_iter(match=f"{cache.key_prefix}*flags:*", count=1000))
+    redis = client(write=True)
+    keys = list(redis.scan_iter(match=f"{cache.key_prefix}:{pattern}", count=1000))
     if keys:
         redis.delete(*keys)
 

@@ -18,12 +18,12 @@ import time
 
 import pytest
 from django.apps import apps
-from django.core.cache import cache
 
 from comms import services
 from comms.models import Audience, Channel, Delivery, Notice
 from core.schedules import ensure_periodic_task
 from tests.comms.receivers import WebhookReceiver
+from tests.conftest import clear_own_cache
 
 CHANNELS = 10
 NOTICES = 4
@@ -47,7 +47,7 @@ def worker(procs, name: str):
 def test_worker_killed_mid_send__every_delivery_arrives__none_processed_twice(
     celery_processes, wait_for, slow_receiver
 ):
-    cache.clear()
+    clear_own_cache()
     ensure_periodic_task(
         apps, name="Notices: due notices and stuck deliveries sweep", task="comms.sweep_notices",
         every_seconds=1,

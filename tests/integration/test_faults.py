@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from django.apps import apps
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
@@ -40,6 +39,7 @@ from rollouts import services as rollout_services
 from rollouts import tasks as rollout_tasks
 from rollouts.models import Hold, Rollout, RolloutEvent
 from tests.comms.receivers import WebhookReceiver
+from tests.conftest import clear_own_cache
 from tests.rollouts.factories import EnvironmentFactory, make_rollout, phase, soak_plan
 
 UI = RolloutEvent.Source.UI
@@ -73,7 +73,7 @@ def receiver():
 def test_poison_event_among_100__100_delivered_once_poison_dead_visible_retry_after_fix(
     celery_processes, wait_for, receiver, client, make_user
 ):
-    cache.clear()
+    clear_own_cache()
     for name, task in (
         ("Notices: rollout events sweep", "comms.sweep_events"),
         ("Notices: due notices and stuck deliveries sweep", "comms.sweep_notices"),
@@ -145,7 +145,7 @@ def test_poison_event_among_100__100_delivered_once_poison_dead_visible_retry_af
 def test_failing_rollout_in_batch_of_20__19_advance_same_tick_failing_one_held_with_reason(
     celery_processes, wait_for
 ):
-    cache.clear()
+    clear_own_cache()
     env = EnvironmentFactory()
     past = timezone.now() - 30 * MIN
     rollouts = []
@@ -235,7 +235,7 @@ class HangOnceReceiver:
 def test_hanging_send__cut_off_by_time_limit__retried_same_delivery_id_processed_once(
     celery_processes, wait_for
 ):
-    cache.clear()
+    clear_own_cache()
     receiver = HangOnceReceiver()
     try:
         audience = services.audience_create(name="Ops", kind=Audience.Kind.CUSTOM, actor=None)

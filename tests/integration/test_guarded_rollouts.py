@@ -14,12 +14,11 @@ import time
 from datetime import timedelta
 
 from django.apps import apps
-from django.core.cache import cache
 
 from core.schedules import ensure_periodic_task
 from rollouts import services
 from rollouts.models import CheckResult, Hold, PrometheusSource, Rollout, RolloutEvent
-from tests.conftest import require_service
+from tests.conftest import clear_own_cache, require_service
 from tests.integration import metrics_stack
 from tests.integration.metrics_stack import (
     ALERTMANAGER,
@@ -41,7 +40,7 @@ daemons = metrics_stack.daemons
 def test_guarded_phase__error_rate_flipped_mid_phase__held_on_the_tripping_tick_never_advances(
     celery_processes, wait_for, exporter, daemons, tmp_path, monkeypatch
 ):
-    cache.clear()
+    clear_own_cache()
     monkeypatch.setenv("ROLLCALL_TICK_SECONDS", "1")
     ensure_periodic_task(
         apps, name="Rollout scheduler sweep", task="rollouts.sweep", every_seconds=1

@@ -15,7 +15,6 @@ from datetime import timedelta
 
 import pytest
 from django.apps import apps
-from django.core.cache import cache
 
 from comms import services
 from comms.models import Audience, Channel, Delivery, Notice, PlanRule
@@ -23,6 +22,7 @@ from core.schedules import ensure_periodic_task
 from rollouts import services as rollout_services
 from rollouts.models import Phase, RolloutEvent
 from tests.comms.receivers import SmtpReceiver, WebhookReceiver
+from tests.conftest import clear_own_cache
 from tests.integration.conftest import Processes
 from tests.rollouts.factories import EnvironmentFactory, ReleaseFactory, make_rollout, phase
 
@@ -75,7 +75,7 @@ def start_processes(procs: Processes, smtp: SmtpReceiver) -> None:
 def test_rollout_run_by_celery__plan_notices_arrive_exactly_once_on_time_signed(
     celery_processes, wait_for, webhook, smtp
 ):
-    cache.clear()
+    clear_own_cache()
     schedules()
     support = services.audience_create(
         name="Customer support", kind=Audience.Kind.CUSTOMER_SUPPORT, timezone="Europe/Berlin",

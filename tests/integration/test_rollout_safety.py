@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import requests
 from django.apps import apps
-from django.core.cache import cache
 
 from core.schedules import ensure_periodic_task
 from rollouts import services
 from rollouts.models import Hold, Rollout, RolloutEvent
+from tests.conftest import clear_own_cache
 from tests.rollouts.factories import (
     EnvironmentFactory,
     alert,
@@ -34,7 +34,7 @@ def _state(rollout: Rollout) -> Rollout:
 def test_alertmanager_hold__mid_rollout__scheduler_does_not_advance_while_held(
     celery_processes, wait_for, live_server
 ):
-    cache.clear()
+    clear_own_cache()
     ensure_periodic_task(
         apps, name="Rollout scheduler sweep", task="rollouts.sweep", every_seconds=1
     )

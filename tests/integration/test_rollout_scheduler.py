@@ -13,7 +13,6 @@ from datetime import timedelta
 
 import requests
 from django.apps import apps
-from django.core.cache import cache
 
 from core.schedules import ensure_periodic_task
 from flags.engine import bucket
@@ -21,6 +20,7 @@ from flags.models import FlagState
 from flags.services import sdk_key_create
 from rollouts import services
 from rollouts.models import Rollout, RolloutEvent
+from tests.conftest import clear_own_cache
 from tests.rollouts.factories import EnvironmentFactory, make_rollout, phase
 
 SOAK = timedelta(seconds=2)
@@ -45,7 +45,7 @@ def _probe_users(flag_key: str) -> dict[str, int]:
 def test_scheduler__phases_two_seconds_apart__advance_on_their_own_and_ofrep_follows(
     celery_processes, wait_for, live_server
 ):
-    cache.clear()
+    clear_own_cache()
     ensure_periodic_task(
         apps, name="Rollout scheduler sweep", task="rollouts.sweep", every_seconds=1
     )

@@ -10,12 +10,12 @@ import itertools
 from datetime import timedelta
 
 from django.apps import apps
-from django.core.cache import cache
 from django_celery_beat.models import PeriodicTask
 
 from core.schedules import ensure_periodic_task
 from rollouts import services
 from rollouts.models import Rollout, RolloutEvent
+from tests.conftest import clear_own_cache
 from tests.rollouts.factories import EnvironmentFactory, make_rollout, phase
 
 TICK = 2
@@ -25,7 +25,7 @@ SOAK = timedelta(seconds=3)
 def test_beat__tick_setting_two_seconds_over_stored_thirty__phases_within_one_tick(
     celery_processes, wait_for
 ):
-    cache.clear()
+    clear_own_cache()
     # What the migrations store, whatever the setting.
     ensure_periodic_task(
         apps, name="Rollout scheduler sweep", task="rollouts.sweep", every_seconds=30

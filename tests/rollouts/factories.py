@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import factory
-from django.core.cache import cache
 
 from flags.models import Environment, Flag, Segment
 from flags.services import segment_create
@@ -115,9 +114,10 @@ def make_rollout(
 def snapshot_for(environment: Environment):
     """The environment's compiled flags (the engine OFREP serves from), freshly built."""
     from flags import snapshot
+    from tests.conftest import clear_own_cache
 
     snapshot.invalidate_local()
-    cache.clear()
+    clear_own_cache()
     return snapshot.get_snapshot(environment.id)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -14,6 +13,7 @@ from core.models import Heartbeat
 from rollouts import services, tasks
 from rollouts.models import Rollout, RolloutEvent
 from rollouts.services import scheduler
+from tests.conftest import clear_own_cache
 from tests.rollouts.factories import EnvironmentFactory, ReleaseFactory, make_rollout, soak_plan
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +22,9 @@ UI = RolloutEvent.Source.UI
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    cache.clear()
+    clear_own_cache()
     yield
-    cache.clear()
+    clear_own_cache()
 
 
 @pytest.fixture
